@@ -1,0 +1,225 @@
+"""Django settings, read from the environment through ``config.env``.
+
+With no environment at all this is the embedded default: SQLite, local files under
+``./var/``, an in-process worker and the bundled model. Setting ``DATABASE_URL``,
+``CELERY_BROKER_URL``, ``CELERY_RESULT_BACKEND`` and ``S3_*`` moves the same code onto
+PostgreSQL, RabbitMQ, Redis and an S3 endpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import Env, database_from_url
+
+env = Env()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env.get_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+EMBEDDED = not env.is_set("DATABASE_URL")
+DEBUG = env.get_bool("DJANGO_DEBUG", default=EMBEDDED)
+
+_DEV_SECRET = "embedded-default-insecure-secret-key-do-not-use-in-production-0123456789"
+SECRET_KEY = env.get_str("DJANGO_SECRET_KEY", _DEV_SECRET if DEBUG else None)
+if not DEBUG and SECRET_KEY == _DEV_SECRET:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+
+ALLOWED_HOSTS = env.get_list(
+    "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
+CSRF_TRUSTED_ORIGINS = env.get_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "governance.registry",
+    "generation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.middleware.ServiceUnavailableMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------
+if EMBEDDED:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "db.sqlite3",
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+else:
+    DATABASES = {"default": database_from_url(env.get_str("DATABASE_URL"))}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- cache ----------------------------------------------------------------------------
+_redis_cache = env.get_url("CACHE_URL", None, ("redis", "rediss"))
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_cache}
+        if _redis_cache
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# --- i18n -----------------------------------------------------------------------------
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ja", "日本語")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- object storage -------------------------------------------------------------------
+# Outputs go to S3 when a bucket is configured, else to content-addressed local files.
+S3_BUCKET = env.get_str("S3_BUCKET", "") or None
+OBJECT_STORE_BACKEND = env.get_choice(
+    "OBJECT_STORE_BACKEND", "s3" if S3_BUCKET else "local", ("s3", "local")
+)
+if OBJECT_STORE_BACKEND == "s3" and not S3_BUCKET:
+    raise ImproperlyConfigured("OBJECT_STORE_BACKEND=s3 needs S3_BUCKET.")
+S3_ENDPOINT_URL = env.get_url("S3_ENDPOINT_URL", None, ("http", "https"))
+S3_REGION = env.get_str("S3_REGION", "us-east-1")
+S3_ACCESS_KEY_ID = env.get_str("S3_ACCESS_KEY_ID", "") or None
+S3_SECRET_ACCESS_KEY = env.get_str("S3_SECRET_ACCESS_KEY", "") or None
+S3_PRESIGN_SECONDS = env.get_int("S3_PRESIGN_SECONDS", 300, min_value=1, max_value=7 * 24 * 3600)
+S3_CONNECT_TIMEOUT = env.get_float("S3_CONNECT_TIMEOUT", 3.0, min_value=0.1)
+S3_READ_TIMEOUT = env.get_float("S3_READ_TIMEOUT", 20.0, min_value=0.1)
+S3_MAX_ATTEMPTS = env.get_int("S3_MAX_ATTEMPTS", 2, min_value=1, max_value=10)
+LOCAL_OBJECT_ROOT = VAR_DIR / "objects"
+
+STORAGES = {
+    "default": (
+        {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": S3_BUCKET,
+                "endpoint_url": S3_ENDPOINT_URL,
+                "region_name": S3_REGION,
+                "access_key": S3_ACCESS_KEY_ID,
+                "secret_key": S3_SECRET_ACCESS_KEY,
+                "location": "uploads",
+                "file_overwrite": False,
+            },
+        }
+        if OBJECT_STORE_BACKEND == "s3"
+        else {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": VAR_DIR / "uploads"},
+        }
+    ),
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Celery and the generation worker -------------------------------------------------
+CELERY_BROKER_URL = env.get_url("CELERY_BROKER_URL", None, ("amqp", "amqps", "redis", "memory"))
+CELERY_RESULT_BACKEND = env.get_url("CELERY_RESULT_BACKEND", None, ("redis", "rediss"))
+# "celery" dispatches to the gpu queue; "inprocess" runs jobs on a thread of the web process.
+GENERATION_WORKER = env.get_choice(
+    "GENERATION_WORKER", "celery" if CELERY_BROKER_URL else "inprocess", ("celery", "inprocess")
+)
+if GENERATION_WORKER == "celery" and not CELERY_BROKER_URL:
+    raise ImproperlyConfigured("GENERATION_WORKER=celery needs CELERY_BROKER_URL.")
+GENERATION_QUEUE = env.get_str("GENERATION_QUEUE", "gpu")
+GENERATION_DEVICE = env.get_str("GENERATION_DEVICE", "cpu")
+GENERATION_JOB_TIME_LIMIT = env.get_int("GENERATION_JOB_TIME_LIMIT", 1800, min_value=10)
+# A running job whose heartbeat is older than this is taken to have lost its worker.
+GENERATION_HEARTBEAT_TIMEOUT = env.get_int("GENERATION_HEARTBEAT_TIMEOUT", 120, min_value=2)
+# A queued job not picked up for this long is dispatched again by the sweeper.
+GENERATION_REDISPATCH_AFTER = env.get_int("GENERATION_REDISPATCH_AFTER", 60, min_value=1)
+GENERATION_SWEEP_INTERVAL = env.get_int("GENERATION_SWEEP_INTERVAL", 30, min_value=1)
+GENERATION_MAX_ATTEMPTS = env.get_int("GENERATION_MAX_ATTEMPTS", 5, min_value=1)
+GENERATION_MODEL_CACHE_DIR = VAR_DIR / "model-cache"
+GENERATION_MAX_BATCH = env.get_int("GENERATION_MAX_BATCH", 8, min_value=1, max_value=256)
+GENERATION_DEFAULT_MODEL = env.get_str("GENERATION_DEFAULT_MODEL", "demo")
+GENERATION_DEFAULT_ALIAS = env.get_str("GENERATION_DEFAULT_ALIAS", "production")
+
+# RabbitMQ cancels a consumer that holds an unacknowledged message longer than its
+# consumer_timeout (docker/rabbitmq.conf); with acks_late that must exceed the longest job.
+RABBITMQ_CONSUMER_TIMEOUT_MS = env.get_int("RABBITMQ_CONSUMER_TIMEOUT_MS", 7_200_000, min_value=1)
+if GENERATION_JOB_TIME_LIMIT * 1000 >= RABBITMQ_CONSUMER_TIMEOUT_MS:
+    raise ImproperlyConfigured(
+        "GENERATION_JOB_TIME_LIMIT must stay below RabbitMQ's consumer_timeout "
+        "(RABBITMQ_CONSUMER_TIMEOUT_MS), or long jobs are redelivered while still running."
+    )
+
+# --- REST API -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "submission": env.get_str("THROTTLE_SUBMISSION", "120/min"),
+    },
+    "NON_FIELD_ERRORS_KEY": "non_field_errors",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "VAR-CLIP governed generation API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.get_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1_048_576, min_value=1024)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.get_str("LOG_LEVEL", "INFO")},
+    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+LOGIN_URL = "/admin/login/"

@@ -1,0 +1,276 @@
+"""Job lifecycle services: create, dispatch, execute, cancel, fail and sweep.
+
+Each write is one keyword-only function in a transaction. The job row decides what
+happens: a redelivered or re-dispatched message whose job already moved on does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from generation.dispatch import dispatch_job
+from generation.models import GenerationJob, JobStatus, Output
+from generation.sampling_settings import validate_sampling_settings
+from generation.storage import StorageError, StorageUnavailable, content_key, get_store, sha256_hex
+from governance.registry.services import model_version_resolve
+
+log = logging.getLogger(__name__)
+
+MAX_SEED = 2**63 - 1
+
+
+class JobInputError(ValueError):
+    """The request for a job is invalid; ``errors`` maps field names to messages."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{key}: {value}" for key, value in errors.items()))
+        self.errors = errors
+
+
+class PermanentJobError(Exception):
+    """The job cannot succeed however often it is tried (bad input, bad weights)."""
+
+
+class TransientJobError(Exception):
+    """The job failed for a reason that may pass (store or database unreachable)."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a running job when its cancellation was requested."""
+
+
+def job_create(
+    *,
+    created_by: AbstractBaseUser,
+    caption: str,
+    model_reference: str | None = None,
+    seed: int | None = None,
+    sampling: dict[str, Any] | None = None,
+    priority: int = 5,
+) -> GenerationJob:
+    """Validate, resolve the model alias to a fixed version, save and dispatch after commit."""
+    from governance.registry.services import RegistryError
+
+    errors: dict[str, str] = {}
+    if not isinstance(caption, str) or not caption.strip():
+        errors["caption"] = "must be a non-empty string"
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        errors["seed"] = f"must be between 0 and {MAX_SEED}"
+    reference = model_reference or settings.GENERATION_DEFAULT_MODEL
+    version = None
+    try:
+        version = model_version_resolve(reference)
+    except RegistryError as exc:
+        errors["model"] = str(exc)
+    settings_values: dict[str, Any] = {}
+    if version is not None:
+        try:
+            settings_values = validate_sampling_settings(sampling or {}, version.sampling_defaults)
+        except ValueError as exc:
+            errors.update({key: msg for key, msg in getattr(exc, "errors", {}).items()})
+        top_k = settings_values.get("top_k", 0)
+        vocab = int(version.engine_config.get("vqvae", {}).get("vocab_size", 0) or 0)
+        if vocab and top_k > vocab:
+            errors["top_k"] = f"must be at most the codebook size {vocab}"
+    if errors:
+        raise JobInputError(errors)
+    assert version is not None
+    with transaction.atomic():
+        job = GenerationJob.objects.create(
+            created_by=created_by,
+            caption=caption.strip(),
+            seed=secrets.randbelow(MAX_SEED) if seed is None else seed,
+            sampling=settings_values,
+            model_version=version,
+            model_reference=reference,
+            priority=priority,
+            dispatched_at=timezone.now(),
+        )
+        transaction.on_commit(lambda: dispatch_job(job_id=job.id, priority=priority))
+    return job
+
+
+def job_cancel(*, job_id: Any) -> GenerationJob:
+    """Cancel a queued job at once, or ask a running one to stop after its current scale."""
+    with transaction.atomic():
+        job = GenerationJob.objects.select_for_update().get(pk=job_id)
+        if job.status == JobStatus.QUEUED:
+            job.check_transition(JobStatus.CANCELLED)
+            job.status = JobStatus.CANCELLED
+            job.finished_at = timezone.now()
+            job.save(update_fields=["status", "finished_at"])
+        elif job.status == JobStatus.RUNNING:
+            job.cancel_requested = True
+            job.save(update_fields=["cancel_requested"])
+        else:
+            job.check_transition(JobStatus.CANCELLED)
+    return job
+
+
+def job_fail(*, job_id: Any, reason: str) -> None:
+    """Mark a non-terminal job failed with a reason a person can read."""
+    with transaction.atomic():
+        job = GenerationJob.objects.select_for_update().get(pk=job_id)
+        if job.is_terminal:
+            return
+        job.check_transition(JobStatus.FAILED)
+        job.status = JobStatus.FAILED
+        job.failure_reason = reason[:2000]
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "failure_reason", "finished_at"])
+
+
+def _claim(job_id: Any, worker: str) -> GenerationJob | None:
+    """Atomically take a queued job, or a running one whose worker stopped beating."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.GENERATION_HEARTBEAT_TIMEOUT)
+    claimable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale)
+    claimed = GenerationJob.objects.filter(claimable, pk=job_id, cancel_requested=False).update(
+        status=JobStatus.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=now,
+        heartbeat_at=now,
+        worker=worker[:200],
+        failure_reason="",
+    )
+    return GenerationJob.objects.select_related("model_version").get(pk=job_id) if claimed else None
+
+
+@dataclass
+class _Progress:
+    job_id: Any
+
+    def __call__(self, done: int, total: int) -> None:
+        # One small UPDATE per scale doubles as the heartbeat and the cancellation check.
+        GenerationJob.objects.filter(pk=self.job_id).update(
+            scales_done=done,
+            scales_total=total,
+            progress=min(1.0, done / total) if total else 0.0,
+            heartbeat_at=timezone.now(),
+        )
+        if GenerationJob.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+            raise JobCancelled
+
+
+def job_execute(*, job_id: Any, worker: str) -> str:
+    """Run one job to its end and return its final status; safe to call again for the same job.
+
+    Raises TransientJobError when the store or database failed in a way worth retrying;
+    the job is then back in ``queued``.
+    """
+    from generation.worker import generate_png
+
+    # 1. take the job, unless it is done, cancelled or being run by a live worker
+    if Output.objects.filter(job_id=job_id).exists():
+        _finish_succeeded(job_id)
+        return JobStatus.SUCCEEDED
+    job = _claim(job_id, worker)
+    if job is None:
+        current = GenerationJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        if current is None:
+            log.warning("job %s does not exist; message dropped", job_id)
+            return "missing"
+        if current == JobStatus.QUEUED:  # cancel requested while queued is handled by job_cancel
+            return current
+        return str(current)
+    if job.attempts > settings.GENERATION_MAX_ATTEMPTS:
+        job_fail(job_id=job.id, reason=f"gave up after {job.attempts - 1} attempts")
+        return JobStatus.FAILED
+    # 2. generate the image through the engine
+    try:
+        image = generate_png(job, progress=_Progress(job.id))
+    except JobCancelled:
+        _finish_cancelled(job.id)
+        return JobStatus.CANCELLED
+    except PermanentJobError as exc:
+        job_fail(job_id=job.id, reason=str(exc))
+        return JobStatus.FAILED
+    # 3. store it under its content address; the store verifies the SHA-256
+    digest = sha256_hex(image.png)
+    key = content_key(digest)
+    try:
+        stored = get_store().put(key, image.png, digest, "image/png")
+    except StorageUnavailable as exc:
+        _requeue(job.id, f"object store unavailable: {exc}")
+        raise TransientJobError(str(exc)) from exc
+    except StorageError as exc:
+        job_fail(job_id=job.id, reason=f"object store refused the image: {exc}")
+        return JobStatus.FAILED
+    # 4. record the output and finish, in one transaction
+    try:
+        with transaction.atomic():
+            Output.objects.create(
+                job=job,
+                caption=job.caption,
+                seed=job.seed,
+                sampling=job.sampling,
+                model_version=job.model_version,
+                storage_key=stored.key,
+                sha256=stored.sha256,
+                size_bytes=stored.size,
+                width=image.width,
+                height=image.height,
+            )
+            GenerationJob.objects.filter(pk=job.id).update(
+                caption_tokens=image.token_count, caption_truncated=image.truncated
+            )
+            _finish_succeeded(job.id)
+    except IntegrityError:
+        # Another delivery of this job recorded its output first; one output per job stands.
+        _finish_succeeded(job.id)
+    return JobStatus.SUCCEEDED
+
+
+def _finish_succeeded(job_id: Any) -> None:
+    GenerationJob.objects.filter(pk=job_id).exclude(status=JobStatus.SUCCEEDED).update(
+        status=JobStatus.SUCCEEDED, progress=1.0, finished_at=timezone.now(), failure_reason=""
+    )
+
+
+def _finish_cancelled(job_id: Any) -> None:
+    GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        status=JobStatus.CANCELLED, finished_at=timezone.now()
+    )
+
+
+def _requeue(job_id: Any, reason: str) -> None:
+    GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        status=JobStatus.QUEUED, failure_reason=reason[:2000], dispatched_at=timezone.now()
+    )
+
+
+def jobs_sweep() -> dict[str, int]:
+    """Re-dispatch queued jobs nobody took and recover running jobs whose worker died."""
+    now = timezone.now()
+    redispatch_before = now - timedelta(seconds=settings.GENERATION_REDISPATCH_AFTER)
+    stale_before = now - timedelta(seconds=settings.GENERATION_HEARTBEAT_TIMEOUT)
+    counts = {"redispatched": 0, "recovered": 0, "failed": 0}
+    lost = GenerationJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
+    for job in lost.only("id", "attempts", "cancel_requested", "priority"):
+        if job.cancel_requested:
+            _finish_cancelled(job.id)
+        elif job.attempts >= settings.GENERATION_MAX_ATTEMPTS:
+            job_fail(job_id=job.id, reason=f"worker lost {job.attempts} times")
+            counts["failed"] += 1
+        else:
+            _requeue(job.id, "worker stopped responding; retried")
+            dispatch_job(job_id=job.id, priority=job.priority)
+            counts["recovered"] += 1
+    waiting = GenerationJob.objects.filter(
+        status=JobStatus.QUEUED, dispatched_at__lt=redispatch_before
+    ).values_list("id", "priority")
+    for job_id, priority in waiting:
+        GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(dispatched_at=now)
+        dispatch_job(job_id=job_id, priority=priority)
+        counts["redispatched"] += 1
+    return counts

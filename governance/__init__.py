@@ -1,0 +1,1 @@
+"""Governance: caption templates, the model registry, approvals and the audit trail."""

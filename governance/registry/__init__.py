@@ -1,0 +1,1 @@
+"""The versioned model registry: immutable model versions, weight hashes, aliases."""

@@ -1,0 +1,189 @@
+"""Running jobs through the engine: outputs, idempotence, failures, retries, the sweeper."""
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.utils import timezone
+
+from generation import worker
+from generation.models import GenerationJob, JobStatus, Output
+from generation.services import (
+    TransientJobError,
+    job_cancel,
+    job_create,
+    job_execute,
+    jobs_sweep,
+)
+from generation.storage import StorageUnavailable, get_store, sha256_hex
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_dispatch():
+    # These tests drive job_execute directly; the broker is exercised by the e2e test.
+    with mock.patch("generation.services.dispatch_job") as dispatched:
+        yield dispatched
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    worker.clear_pipeline_cache()
+    yield
+    worker.clear_pipeline_cache()
+
+
+def _job(requester, **kwargs):
+    return job_create(created_by=requester, caption=kwargs.pop("caption", "a red square"), **kwargs)
+
+
+def test_a_job_produces_one_stored_image_whose_sha256_matches_its_row(
+    requester, model_version, s3_bucket
+):
+    job = _job(requester, seed=3)
+    assert job_execute(job_id=job.id, worker="test") == JobStatus.SUCCEEDED
+    job.refresh_from_db()
+    output = Output.objects.get(job=job)
+    data = get_store().get(output.storage_key)
+    assert sha256_hex(data) == output.sha256 == output.storage_key.split("/")[-1][:-4]
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (output.width, output.height) == (32, 32)
+    assert (job.status, job.progress, job.scales_done) == (JobStatus.SUCCEEDED, 1.0, 4)
+    assert (output.seed, output.caption, output.model_version_id) == (
+        3,
+        "a red square",
+        model_version.pk,
+    )
+
+
+def test_executing_a_finished_job_again_does_not_generate_again(
+    requester, model_version, s3_bucket
+):
+    job = _job(requester, seed=1)
+    job_execute(job_id=job.id, worker="test")
+    with mock.patch.object(worker, "generate_png") as generate:
+        assert job_execute(job_id=job.id, worker="test") == JobStatus.SUCCEEDED
+    generate.assert_not_called()
+    assert Output.objects.filter(job=job).count() == 1
+
+
+def test_same_caption_seed_and_model_give_identical_bytes(requester, model_version, s3_bucket):
+    first, second = _job(requester, seed=11), _job(requester, seed=11)
+    job_execute(job_id=first.id, worker="test")
+    job_execute(job_id=second.id, worker="test")
+    assert first.output.sha256 == GenerationJob.objects.get(pk=second.id).output.sha256
+
+
+def test_tampered_weights_fail_the_job_with_the_hash_in_the_reason(
+    requester, model_version, s3_bucket, tiny_checkpoint_dir, tmp_path
+):
+    weight = model_version.weights.get(role="vqvae")
+    copy = tmp_path / "vqvae.safetensors"
+    copy.write_bytes(bytearray(tiny_checkpoint_dir.joinpath("vqvae.safetensors").read_bytes()))
+    with copy.open("r+b") as handle:
+        handle.seek(-1, 2)
+        handle.write(b"\x00" if handle.read(1) != b"\x00" else b"\x01")
+    type(weight).objects.filter(pk=weight.pk).update(uri=str(copy))
+    job = _job(requester)
+    assert job_execute(job_id=job.id, worker="test") == JobStatus.FAILED
+    job.refresh_from_db()
+    assert "fail their hash" in job.failure_reason
+    assert not Output.objects.filter(job=job).exists()
+
+
+def test_missing_weights_fail_the_job_and_write_nothing(requester, model_version, s3_bucket):
+    type(model_version.weights.first()).objects.filter(
+        model_version=model_version, role="transformer"
+    ).update(uri="/nonexistent/transformer.safetensors")
+    job = _job(requester)
+    assert job_execute(job_id=job.id, worker="test") == JobStatus.FAILED
+    job.refresh_from_db()
+    assert "unreadable" in job.failure_reason
+    assert list(get_store().iter_keys("outputs")) == []
+
+
+def test_store_outage_requeues_the_job_and_raises_for_a_retry(requester, model_version, s3_bucket):
+    job = _job(requester)
+    with (
+        mock.patch.object(
+            type(get_store()), "put", side_effect=StorageUnavailable("connection refused")
+        ),
+        pytest.raises(TransientJobError),
+    ):
+        job_execute(job_id=job.id, worker="test")
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert "object store unavailable" in job.failure_reason
+    assert not Output.objects.filter(job=job).exists()
+    assert job_execute(job_id=job.id, worker="test") == JobStatus.SUCCEEDED
+
+
+def test_cancel_of_a_running_job_stops_it_at_the_next_scale(requester, model_version, s3_bucket):
+    job = _job(requester)
+    real_progress = __import__("generation.services", fromlist=["_Progress"])._Progress
+
+    class CancelAfterFirstScale(real_progress):
+        def __call__(self, done, total):
+            if done == 1:
+                job_cancel(job_id=self.job_id)
+            super().__call__(done, total)
+
+    with mock.patch("generation.services._Progress", CancelAfterFirstScale):
+        assert job_execute(job_id=job.id, worker="test") == JobStatus.CANCELLED
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert job.scales_done == 1
+    assert not Output.objects.filter(job=job).exists()
+
+
+def test_a_job_held_by_a_live_worker_is_not_taken_twice(requester, model_version, s3_bucket):
+    job = _job(requester)
+    GenerationJob.objects.filter(pk=job.id).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now(), attempts=1
+    )
+    assert job_execute(job_id=job.id, worker="second") == JobStatus.RUNNING
+    assert not Output.objects.filter(job=job).exists()
+
+
+def test_sweeper_redispatches_forgotten_queued_jobs(
+    requester, model_version, _no_dispatch, settings
+):
+    job = _job(requester)
+    _no_dispatch.reset_mock()
+    old = timezone.now() - timedelta(seconds=settings.GENERATION_REDISPATCH_AFTER + 5)
+    GenerationJob.objects.filter(pk=job.id).update(dispatched_at=old)
+    assert jobs_sweep()["redispatched"] == 1
+    _no_dispatch.assert_called_once_with(job_id=job.id, priority=job.priority)
+
+
+def test_sweeper_recovers_a_job_whose_worker_died_and_then_it_completes(
+    requester, model_version, s3_bucket, _no_dispatch, settings
+):
+    job = _job(requester)
+    stale = timezone.now() - timedelta(seconds=settings.GENERATION_HEARTBEAT_TIMEOUT + 5)
+    GenerationJob.objects.filter(pk=job.id).update(
+        status=JobStatus.RUNNING, heartbeat_at=stale, attempts=1
+    )
+    assert jobs_sweep()["recovered"] == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert job_execute(job_id=job.id, worker="test") == JobStatus.SUCCEEDED
+
+
+def test_sweeper_fails_a_job_that_lost_its_worker_too_often(requester, model_version, settings):
+    job = _job(requester)
+    stale = timezone.now() - timedelta(seconds=settings.GENERATION_HEARTBEAT_TIMEOUT + 5)
+    GenerationJob.objects.filter(pk=job.id).update(
+        status=JobStatus.RUNNING, heartbeat_at=stale, attempts=settings.GENERATION_MAX_ATTEMPTS
+    )
+    assert jobs_sweep()["failed"] == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "worker lost" in job.failure_reason
+
+
+def test_a_missing_job_id_is_dropped_without_error(db):
+    import uuid
+
+    assert job_execute(job_id=uuid.uuid4(), worker="test") == "missing"
