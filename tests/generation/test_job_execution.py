@@ -187,3 +187,53 @@ def test_a_missing_job_id_is_dropped_without_error(db):
     import uuid
 
     assert job_execute(job_id=uuid.uuid4(), worker="test") == "missing"
+
+
+def test_the_worker_loads_a_model_version_once_and_reuses_it(model_version):
+    with mock.patch.object(worker, "weights_verify", wraps=worker.weights_verify) as verify:
+        first = worker.load_pipeline(model_version)
+        second = worker.load_pipeline(model_version)
+    assert first is second
+    assert verify.call_count == 1
+
+
+def test_a_store_that_stays_down_fails_the_job_with_the_reason(
+    requester, model_version, s3_bucket, settings
+):
+    from generation.dispatch import run_inprocess
+
+    settings.GENERATION_MAX_ATTEMPTS = 2
+    job = _job(requester)
+    with (
+        mock.patch.object(
+            type(get_store()), "put", side_effect=StorageUnavailable("connection refused")
+        ) as put,
+        mock.patch("generation.dispatch.time.sleep"),
+    ):
+        run_inprocess(str(job.id))
+    job.refresh_from_db()
+    assert put.call_count == 2
+    assert job.status == JobStatus.FAILED
+    assert "gave up after 2 attempts" in job.failure_reason
+    assert "object store unavailable" in job.failure_reason
+
+
+def test_celery_task_retries_a_transient_failure_then_succeeds(requester, model_version, s3_bucket):
+    from generation.tasks import run_generation_job
+
+    job = _job(requester)
+    real_put = type(get_store()).put
+    calls = {"n": 0}
+
+    def flaky_put(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise StorageUnavailable("timeout")
+        return real_put(self, *args, **kwargs)
+
+    with mock.patch.object(type(get_store()), "put", flaky_put):
+        result = run_generation_job.apply(args=(str(job.id),))
+    assert result.get() == JobStatus.SUCCEEDED
+    assert calls["n"] == 2
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
