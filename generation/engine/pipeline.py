@@ -1,0 +1,308 @@
+"""Text-to-image pipeline of VAR-CLIP (Zhang et al., 2024, arXiv 2408.01181): CLIP text embedding ->
+next-scale sampling (Tian et al., 2024, arXiv 2404.02905) -> multi-scale VQVAE decoding.
+
+Letters: B images, D text embedding width, Cvae latent channels, h/w latent side, H/W image side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generation.engine.checkpoint import load_module, save_module, sha256_of
+from generation.engine.config import VarClipConfig
+from generation.engine.errors import CheckpointError, EngineInputError, EngineTypeError
+from generation.engine.sampling import SampleOutput, SamplingSettings, check_seeds, sample_tokens
+from generation.engine.text_encoder import ClipTextEncoder
+from generation.engine.tokenizer import ClipTokenizer, default_tokenizer
+from generation.engine.transformer import NextScaleTransformer, init_weights
+from generation.engine.vqvae import VQVAE
+
+__all__ = ["GenerationResult", "SamplingSettings", "TextToImagePipeline"]
+
+CONFIG_FILE = "config.json"
+VQVAE_FILE = "vqvae.safetensors"
+TRANSFORMER_FILE = "transformer.safetensors"
+TEXT_ENCODER_FILE = "text_encoder.safetensors"
+ENCODER_PREFIXES = ("encoder.", "quant_conv.")
+SUPPORTED_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N' as a torch.device; unknown names and absent GPUs are refused."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise EngineTypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise EngineInputError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if parsed.type not in ("cpu", "cuda"):
+        raise EngineInputError(f"unsupported device {device!r}: use 'cpu', 'cuda' or 'cuda:N'")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EngineInputError(f"device {device!r} requested but CUDA is not available")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise EngineInputError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s)")
+    return parsed
+
+
+def resolve_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """float32 or bfloat16 anywhere, float16 on CUDA only."""
+    if not isinstance(dtype, torch.dtype):
+        raise EngineTypeError(f"dtype must be a torch.dtype, got {type(dtype).__name__}")
+    if dtype not in SUPPORTED_DTYPES or (dtype == torch.float16 and device.type != "cuda"):
+        raise EngineInputError(
+            f"unsupported dtype {dtype} on {device.type}: use float32 or bfloat16"
+        )
+    return dtype
+
+
+def to_uint8(img_B3HW: torch.Tensor) -> np.ndarray:
+    """Images in [-1, 1] as uint8 (B, H, W, 3)."""
+    img01 = (img_B3HW.float().clamp(-1, 1) + 1) / 2
+    return (img01 * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # BCHW -> BHWC
+
+
+def check_captions(captions: Sequence[str]) -> list[str]:
+    """A non-empty sequence of non-blank strings."""
+    if isinstance(captions, str | bytes) or not isinstance(captions, Sequence):
+        raise EngineTypeError(
+            "captions must be a sequence of str (wrap a single caption in a list)"
+        )
+    if len(captions) == 0:
+        raise EngineInputError("captions must not be empty")
+    for i, caption in enumerate(captions):
+        if not isinstance(caption, str):
+            raise EngineTypeError(f"caption {i} must be a str, got {type(caption).__name__}")
+        if not caption.strip():
+            raise EngineInputError(f"caption {i} is empty")
+    return list(captions)
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationResult:
+    """Images (B, H, W, 3) uint8 with per-caption truncation flags, token counts and provenance."""
+
+    images: np.ndarray
+    truncated: list[bool]
+    token_counts: list[int]
+    seeds: list[int]
+    settings: SamplingSettings
+    indices: list[torch.Tensor]
+    previews: dict[int, np.ndarray]
+    seconds: dict[str, float]
+
+
+class TextToImagePipeline:
+    """Caption(s) + seed(s) -> images, with every model held on one device."""
+
+    def __init__(
+        self,
+        config: VarClipConfig,
+        vqvae: VQVAE,
+        transformer: NextScaleTransformer,
+        text_encoder: ClipTextEncoder | None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        decoder_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
+        tokenizer: ClipTokenizer | None = None,
+    ):
+        self.config = config
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.decoder_dtype = resolve_dtype(decoder_dtype or torch.float32, self.device)
+        self.tokenizer = tokenizer or default_tokenizer()
+        self.transformer = transformer.to(self.device, self.dtype).eval().requires_grad_(False)
+        self.text_encoder = None
+        if text_encoder is not None:
+            self.text_encoder = (
+                text_encoder.to(self.device, self.dtype).eval().requires_grad_(False)
+            )
+        # The quantizer's f_hat stays float32 whatever the model dtype, as in the reference.
+        self.vqvae = vqvae.to(self.device).eval().requires_grad_(False)
+        self.vqvae.prepare_decoder(self.decoder_dtype, channels_last)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: VarClipConfig,
+        seed: int = 0,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        decoder_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
+        with_encoder: bool = False,
+    ) -> TextToImagePipeline:
+        """Deterministic random weights (VAR's transformer init) for tests, benchmarks and demos."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            vqvae = VQVAE(config.vqvae, with_encoder=with_encoder)
+            transformer = build_transformer(config)
+            init_weights(transformer)
+            text = ClipTextEncoder(config.text_encoder) if config.text_encoder is not None else None
+        return cls(
+            config,
+            vqvae,
+            transformer,
+            text,
+            device=device,
+            dtype=dtype,
+            decoder_dtype=decoder_dtype,
+            channels_last=channels_last,
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        decoder_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
+    ) -> TextToImagePipeline:
+        """Load one of our checkpoint directories (strict keys, shapes, finite values)."""
+        root = Path(path)
+        if not (root / CONFIG_FILE).is_file():
+            raise CheckpointError(f"{root}: no {CONFIG_FILE}")
+        try:
+            config = VarClipConfig.from_dict(json.loads((root / CONFIG_FILE).read_text()))
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{root / CONFIG_FILE}: {exc}") from exc
+        target = resolve_device(device)
+        resolve_dtype(dtype, target)
+        with torch.device("meta"):
+            vqvae = VQVAE(config.vqvae, with_encoder=False)
+            transformer = build_transformer(config)
+            text = ClipTextEncoder(config.text_encoder) if config.text_encoder is not None else None
+        f32 = torch.float32
+        load_module(
+            vqvae, root / VQVAE_FILE, device=target, dtype=f32, skip_prefixes=ENCODER_PREFIXES
+        )
+        load_module(transformer, root / TRANSFORMER_FILE, device=target, dtype=dtype)
+        if text is not None:
+            load_module(text, root / TEXT_ENCODER_FILE, device=target, dtype=dtype)
+        return cls(
+            config,
+            vqvae,
+            transformer,
+            text,
+            device=target,
+            dtype=dtype,
+            decoder_dtype=decoder_dtype,
+            channels_last=channels_last,
+        )
+
+    def save_pretrained(self, path: str | Path) -> dict[str, str]:
+        """Write config.json and one float32 safetensors file per model; return name -> SHA-256."""
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        digests = {CONFIG_FILE: sha256_of(root / CONFIG_FILE)}
+        models = {VQVAE_FILE: self.vqvae, TRANSFORMER_FILE: self.transformer}
+        if self.text_encoder is not None:
+            models[TEXT_ENCODER_FILE] = self.text_encoder
+        for name, module in models.items():
+            digests[name] = save_module(module, root / name, dtype=torch.float32)
+        return digests
+
+    @torch.inference_mode()
+    def encode_captions(
+        self, captions: Sequence[str]
+    ) -> tuple[torch.Tensor, list[bool], list[int]]:
+        """Unit-norm text embeddings (B, D) with truncation flags and untruncated token counts."""
+        if self.text_encoder is None:
+            raise EngineInputError("this pipeline is class-conditional; it takes no captions")
+        enc = self.tokenizer.encode(check_captions(captions))
+        text_BD = self.text_encoder.encode(enc.ids.to(self.device))
+        return text_BD, enc.truncated, enc.token_counts
+
+    def generate(
+        self,
+        captions: Sequence[str],
+        seeds: Sequence[int],
+        settings: SamplingSettings = SamplingSettings(),  # noqa: B008 - frozen, immutable
+        progress: Callable[[int, int], None] | None = None,
+        preview_scales: Sequence[int] = (),
+    ) -> GenerationResult:
+        """Generate one image per caption; `preview_scales` (1-based) also decodes those scales."""
+        # 1. Check inputs.
+        captions = check_captions(captions)
+        seeds = check_seeds(seeds, len(captions))
+        if not isinstance(settings, SamplingSettings):
+            raise EngineTypeError("settings must be a SamplingSettings")
+        # 2. Encode the captions.
+        t0 = time.perf_counter()
+        text_BD, truncated, counts = self.encode_captions(captions)
+        t1 = time.perf_counter()
+        # 3. Sample scale by scale, 4. decode, 5. return.
+        result = self.generate_from_condition(text_BD, seeds, settings, progress, preview_scales)
+        seconds = {"text": t1 - t0, **result.seconds}
+        return dataclasses.replace(
+            result, truncated=truncated, token_counts=counts, seconds=seconds
+        )
+
+    def generate_from_condition(
+        self,
+        cond: torch.Tensor,
+        seeds: Sequence[int],
+        settings: SamplingSettings = SamplingSettings(),  # noqa: B008 - frozen, immutable
+        progress: Callable[[int, int], None] | None = None,
+        preview_scales: Sequence[int] = (),
+    ) -> GenerationResult:
+        """Generate from text embeddings (B, D) or, for class-conditional models, labels (B,)."""
+        # 1. Check inputs.
+        seeds = check_seeds(seeds, cond.shape[0])
+        num_scales = len(self.config.vqvae.patch_nums)
+        wanted = set(preview_scales)
+        if not wanted <= set(range(1, num_scales + 1)):
+            raise EngineInputError(f"preview_scales must be within 1..{num_scales}")
+        previews: dict[int, np.ndarray] = {}
+
+        def on_scale(si: int, fhat_BChw: torch.Tensor) -> None:
+            if si + 1 in wanted:
+                previews[si + 1] = to_uint8(self.vqvae.decode_features(fhat_BChw))
+
+        # 2. Sample the token maps, 3. decode the final f_hat.
+        t0 = time.perf_counter()
+        cond = cond.to(self.device, self.dtype if cond.is_floating_point() else cond.dtype)
+        out: SampleOutput = sample_tokens(
+            self.transformer, self.vqvae.quantize, cond, seeds, settings, progress, on_scale
+        )
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            images = to_uint8(self.vqvae.decode_features(out.fhat_BChw))
+        t2 = time.perf_counter()
+        # 4. Return images with their provenance.
+        return GenerationResult(
+            images=images,
+            truncated=[False] * len(seeds),
+            token_counts=[0] * len(seeds),
+            seeds=seeds,
+            settings=settings,
+            indices=[idx.cpu() for idx in out.indices],
+            previews=previews,
+            seconds={"sample": t1 - t0, "decode": t2 - t1},
+        )
+
+
+def build_transformer(config: VarClipConfig) -> NextScaleTransformer:
+    """The transformer of a VarClipConfig (codebook, latent width and schedule from the VQVAE)."""
+    vq = config.vqvae
+    return NextScaleTransformer(
+        config.transformer,
+        vocab_size=vq.vocab_size,
+        z_channels=vq.z_channels,
+        patch_nums=vq.patch_nums,
+    )

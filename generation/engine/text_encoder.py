@@ -1,0 +1,71 @@
+"""CLIP text tower (Radford et al., 2021) as VAR-CLIP (Zhang et al., 2024) runs it: open_clip's
+'ViT-L-14' text transformer with exact GELU, EOT-argmax pooling, projection, L2 normalisation.
+
+Letters: N captions, T tokens actually run (up to the last EOT in the batch), W tower width,
+D embedding width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import LayerNorm, QuickGELU, Transformer
+from torch import nn
+
+from generation.engine.config import TextEncoderConfig
+from generation.engine.errors import EngineInputError
+
+
+class ClipTextEncoder(nn.Module):
+    """Text tower only; parameter names follow open_clip's CLIP so its state dict copies as is."""
+
+    def __init__(self, cfg: TextEncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.positional_embedding = nn.Parameter(torch.empty(cfg.context_length, cfg.width))
+        self.transformer = Transformer(
+            width=cfg.width,
+            layers=cfg.layers,
+            heads=cfg.heads,
+            mlp_ratio=cfg.mlp_ratio,
+            act_layer=QuickGELU if cfg.quick_gelu else nn.GELU,
+            norm_layer=LayerNorm,
+            batch_first=True,
+        )
+        self.ln_final = LayerNorm(cfg.width)
+        self.text_projection = nn.Parameter(torch.empty(cfg.width, cfg.embed_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """open_clip's text-tower initialisation (normal embeddings, depth-scaled projections)."""
+        W, layers = self.cfg.width, self.cfg.layers
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        for block in self.transformer.resblocks:
+            nn.init.normal_(block.attn.in_proj_weight, std=W**-0.5)
+            nn.init.normal_(block.attn.out_proj.weight, std=W**-0.5 * (2 * layers) ** -0.5)
+            nn.init.normal_(block.mlp.c_fc.weight, std=(2 * W) ** -0.5)
+            nn.init.normal_(block.mlp.c_proj.weight, std=W**-0.5 * (2 * layers) ** -0.5)
+        nn.init.normal_(self.text_projection, std=W**-0.5)
+
+    def forward(self, ids_NT: torch.Tensor) -> torch.Tensor:
+        """Same as encode: unit-norm embeddings (N, D)."""
+        return self.encode(ids_NT)
+
+    def encode(self, ids_NT: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings (N, D) of token ids (N, 77)."""
+        if ids_NT.dim() != 2 or ids_NT.shape[1] > self.cfg.context_length:
+            raise EngineInputError(
+                f"ids must be (N, ≤{self.cfg.context_length}), got {tuple(ids_NT.shape)}"
+            )
+        # EOT has the largest id, so argmax finds it. The mask is causal and pooling reads the EOT
+        # position, so tokens after the batch's last EOT cannot change the result: skip them.
+        eot_N = ids_NT.argmax(dim=-1)
+        T = int(eot_N.max().item()) + 1
+        x_NTW = self.token_embedding(ids_NT[:, :T]) + self.positional_embedding[:T]
+        causal_TT = torch.full((T, T), float("-inf"), device=ids_NT.device).triu_(1)
+        x_NTW = self.transformer(x_NTW, attn_mask=causal_TT.to(x_NTW.dtype))
+        x_NTW = self.ln_final(x_NTW)
+        pooled_NW = x_NTW[torch.arange(x_NTW.shape[0], device=x_NTW.device), eot_N]
+        return F.normalize(pooled_NW @ self.text_projection, dim=-1)

@@ -1,0 +1,233 @@
+"""Multi-scale VQVAE of VAR (Tian et al., 2024, arXiv 2404.02905): the LDM/taming "vq-f16"
+encoder/decoder (Rombach et al., 2022) around the multi-scale residual quantizer.
+
+Letters: B batch, C channels, H/W image side, h/w latent side, Cvae latent channels.
+"""
+
+from __future__ import annotations
+
+import typing
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from generation.engine.config import GROUPNORM_GROUPS, VQVAEConfig
+from generation.engine.quantizer import CodebookUsage, MultiScaleQuantizer
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm(32, eps 1e-6) with affine parameters, as in the LDM autoencoders."""
+    return nn.GroupNorm(GROUPNORM_GROUPS, channels, eps=1e-6, affine=True)
+
+
+class ResnetBlock(nn.Module):
+    """Two GroupNorm-SiLU-conv3x3 stages; a 1x1 `nin_shortcut` only when the width changes."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.norm1, self.conv1 = group_norm(c_in), nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.norm2, self.conv2 = group_norm(c_out), nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.nin_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else None
+
+    def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
+        h1 = self.conv1(F.silu(self.norm1(x_BCHW)))
+        h: torch.Tensor = self.conv2(F.silu(self.norm2(h1)))
+        skip: torch.Tensor = x_BCHW if self.nin_shortcut is None else self.nin_shortcut(x_BCHW)
+        return skip + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over all positions with one fused 1x1 `qkv` conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x_BCHW.shape
+        qkv_B3CN = self.qkv(self.norm(x_BCHW)).reshape(B, 3, C, H * W)  # B(3C)HW -> B3C(HW)
+        q, k, v = qkv_B3CN.transpose(2, 3).unsqueeze(2).unbind(1)  # each B1(HW)C
+        # SDPA's default scale is C^-1/2, the reference's single-head scale.
+        out_B1NC = F.scaled_dot_product_attention(q, k, v)
+        out_BCHW = out_B1NC.squeeze(1).transpose(1, 2).reshape(B, C, H, W)  # B(HW)C -> BCHW
+        proj_BCHW: torch.Tensor = self.proj_out(out_BCHW)
+        return x_BCHW + proj_BCHW
+
+
+class Downsample(nn.Module):
+    """Zero-pad right and bottom by one, then a stride-2 3x3 conv without padding."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
+
+    def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.conv(F.pad(x_BCHW, (0, 1, 0, 1)))
+        return out
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2, then a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.conv(F.interpolate(x_BCHW, scale_factor=2.0, mode="nearest"))
+        return out
+
+
+class Level(nn.Module):
+    """One resolution level: ResnetBlocks, optional attention after each, optional resampler."""
+
+    def __init__(self, widths: list[tuple[int, int]], attention: bool):
+        super().__init__()
+        self.block = nn.ModuleList([ResnetBlock(c_in, c_out) for c_in, c_out in widths])
+        self.attn = nn.ModuleList([AttnBlock(c_out) for _, c_out in widths] if attention else [])
+        self.downsample: nn.Module | None = None  # set by the Encoder on all but the last level
+        self.upsample: nn.Module | None = None  # set by the Decoder on all but the first level
+
+    def blocks(self, h: torch.Tensor) -> torch.Tensor:
+        """Run the ResnetBlocks, each followed by its attention block if any."""
+        for i, block in enumerate(self.block):
+            h = block(h)
+            if len(self.attn) > 0:
+                h = self.attn[i](h)
+        return h
+
+
+class Mid(nn.Module):
+    """ResnetBlock, attention, ResnetBlock at the lowest resolution."""
+
+    def __init__(self, channels: int, attention: bool):
+        super().__init__()
+        self.block_1 = ResnetBlock(channels, channels)
+        self.attn_1: nn.Module = AttnBlock(channels) if attention else nn.Identity()
+        self.block_2 = ResnetBlock(channels, channels)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.block_2(self.attn_1(self.block_1(h)))
+        return out
+
+
+class Encoder(nn.Module):
+    """Image (B, 3, H, W) -> latent (B, Cvae, H/f, W/f)."""
+
+    def __init__(self, cfg: VQVAEConfig):
+        super().__init__()
+        widths = [cfg.ch * m for m in cfg.ch_mult]
+        last = len(widths) - 1
+        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, 3, 1, 1)
+        self.down = nn.ModuleList()
+        c_in = cfg.ch
+        for i, c_out in enumerate(widths):
+            pairs = [(c_in if j == 0 else c_out, c_out) for j in range(cfg.num_res_blocks)]
+            level = Level(pairs, attention=cfg.using_sa and i == last)
+            if i != last:
+                level.downsample = Downsample(c_out)
+            self.down.append(level)
+            c_in = c_out
+        self.mid = Mid(c_in, cfg.using_mid_sa)
+        self.norm_out = group_norm(c_in)
+        self.conv_out = nn.Conv2d(c_in, cfg.z_channels, 3, 1, 1)
+
+    def forward(self, img_B3HW: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(img_B3HW)
+        for level in typing.cast(list[Level], list(self.down)):
+            h = level.blocks(h)
+            if level.downsample is not None:
+                h = level.downsample(h)
+        return self.conv_out(F.silu(self.norm_out(self.mid(h))))  # type: ignore[no-any-return]
+
+
+class Decoder(nn.Module):
+    """Latent (B, Cvae, h, w) -> image (B, 3, H, W); `up[i]` is stored in resolution order."""
+
+    def __init__(self, cfg: VQVAEConfig):
+        super().__init__()
+        widths = [cfg.ch * m for m in cfg.ch_mult]
+        last = len(widths) - 1
+        self.conv_in = nn.Conv2d(cfg.z_channels, widths[-1], 3, 1, 1)
+        self.mid = Mid(widths[-1], cfg.using_mid_sa)
+        levels: list[nn.Module] = []
+        c_in = widths[-1]
+        for i in reversed(range(len(widths))):  # built from the lowest resolution upwards
+            c_out = widths[i]
+            pairs = [(c_in if j == 0 else c_out, c_out) for j in range(cfg.num_res_blocks + 1)]
+            level = Level(pairs, attention=cfg.using_sa and i == last)
+            if i != 0:
+                level.upsample = Upsample(c_out)
+            levels.insert(0, level)
+            c_in = c_out
+        self.up = nn.ModuleList(levels)
+        self.norm_out = group_norm(c_in)
+        self.conv_out = nn.Conv2d(c_in, cfg.in_channels, 3, 1, 1)
+
+    def forward(self, z_BChw: torch.Tensor) -> torch.Tensor:
+        h = self.mid(self.conv_in(z_BChw))
+        for level in typing.cast(list[Level], list(reversed(self.up))):
+            h = level.blocks(h)
+            if level.upsample is not None:
+                h = level.upsample(h)
+        return self.conv_out(F.silu(self.norm_out(h)))  # type: ignore[no-any-return]
+
+
+class VQVAE(nn.Module):
+    """Encoder, quantizer and decoder; `with_encoder=False` builds the decode-only half."""
+
+    def __init__(self, cfg: VQVAEConfig, with_encoder: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg) if with_encoder else None
+        ks = cfg.quant_conv_ks
+        self.quant_conv = (
+            nn.Conv2d(cfg.z_channels, cfg.z_channels, ks, 1, ks // 2) if with_encoder else None
+        )
+        self.quantize = MultiScaleQuantizer(cfg)
+        self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, ks, 1, ks // 2)
+        self.decoder = Decoder(cfg)
+        self.decode_channels_last = False
+
+    def prepare_decoder(self, dtype: torch.dtype, channels_last: bool) -> None:
+        """Put post_quant_conv and the decoder in `dtype` and (optionally) channels_last layout."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        for module in (self.post_quant_conv, self.decoder):
+            module.to(dtype=dtype)
+            module.to(memory_format=fmt)
+        self.decode_channels_last = channels_last
+
+    def encode_features(self, img_B3HW: torch.Tensor) -> torch.Tensor:
+        """Continuous latent f (B, Cvae, h, w) of images in [-1, 1]."""
+        if self.encoder is None or self.quant_conv is None:
+            raise RuntimeError("this VQVAE was built without its encoder")
+        return self.quant_conv(self.encoder(img_B3HW))  # type: ignore[no-any-return]
+
+    def decode_features(self, fhat_BChw: torch.Tensor) -> torch.Tensor:
+        """Image in [-1, 1] (float32) from f_hat; runs in the decoder's own dtype and layout."""
+        weight = self.post_quant_conv.weight
+        x = fhat_BChw.to(weight.dtype)
+        if self.decode_channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        img: torch.Tensor = self.decoder(self.post_quant_conv(x))
+        return img.float().clamp(-1, 1).contiguous()
+
+    def img_to_indices(self, img_B3HW: torch.Tensor) -> list[torch.Tensor]:
+        """Token indices per scale, each (B, pn·pn)."""
+        return self.quantize.f_to_indices(self.encode_features(img_B3HW))
+
+    def indices_to_teacher_input(self, indices: list[torch.Tensor]) -> torch.Tensor:
+        """Teacher-forcing input (B, L − pn0², Cvae) for the transformer."""
+        return self.quantize.indices_to_teacher_input(indices)
+
+    def indices_to_image(self, indices: list[torch.Tensor]) -> torch.Tensor:
+        """Image in [-1, 1] decoded from token indices of every scale."""
+        return self.decode_features(self.quantize.indices_to_fhat(indices))
+
+    def forward(self, img_B3HW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, CodebookUsage]:
+        """Training pass: (reconstruction, unclamped; commitment loss; codebook usage)."""
+        fhat_BChw, loss, usage = self.quantize(self.encode_features(img_B3HW))
+        return self.decoder(self.post_quant_conv(fhat_BChw)), loss, usage

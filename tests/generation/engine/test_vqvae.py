@@ -1,0 +1,110 @@
+"""The multi-scale VQVAE and its quantizer match the reference and train as specified."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch.testing import assert_close
+
+from generation.engine.checkpoint import load_module, official_key_shapes, save_module
+from generation.engine.config import VarClipConfig, VQVAEConfig
+from generation.engine.quantizer import phi_index_per_scale
+from generation.engine.vqvae import VQVAE
+
+from .conftest import PARITY_DIR
+
+TOL = {"rtol": 1e-4, "atol": 1e-4}
+
+
+def test_phi_table_matches_the_reference_including_the_float64_tie() -> None:
+    assert phi_index_per_scale(10, 4) == [0, 0, 1, 1, 1, 2, 2, 3, 3, 3]
+    assert phi_index_per_scale(14, 4) == [0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3]
+
+
+def test_encoder_features_match_reference(ref_vqvae: VQVAE, vqvae_io: dict) -> None:
+    with torch.no_grad():
+        f = ref_vqvae.encode_features(vqvae_io["img_B3HW"])
+    assert_close(f, vqvae_io["f_BChw"], **TOL)
+
+
+def test_quantizer_indices_and_fhats_match_reference(ref_vqvae: VQVAE, vqvae_io: dict) -> None:
+    f = vqvae_io["f_BChw"]
+    indices = ref_vqvae.quantize.f_to_indices(f)
+    for si, idx in enumerate(indices):
+        assert torch.equal(idx, vqvae_io[f"idx_s{si}"]), f"scale {si}"
+    for si, fhat in enumerate(ref_vqvae.quantize.f_to_fhats(f)):
+        assert_close(fhat, vqvae_io[f"fhat_cum_s{si}"], **TOL)
+
+
+def test_fhat_teacher_input_and_image_from_reference_indices_match(
+    ref_vqvae: VQVAE, vqvae_io: dict
+) -> None:
+    indices = [vqvae_io[f"idx_s{si}"] for si in range(10)]
+    with torch.no_grad():
+        assert_close(ref_vqvae.quantize.indices_to_fhat(indices), vqvae_io["fhat_BChw"], **TOL)
+        assert_close(
+            ref_vqvae.indices_to_teacher_input(indices), vqvae_io["x_BLCv_wo_first_l"], **TOL
+        )
+        assert_close(ref_vqvae.indices_to_image(indices), vqvae_io["img_rec_B3HW"], **TOL)
+
+
+def test_official_vqvae_key_set_and_shapes_match_released_file() -> None:
+    official = json.loads((PARITY_DIR / "official_keys.json").read_text())["vqvae_ch160_v4096_z32"]
+    with torch.device("meta"):
+        model = VQVAE(VarClipConfig.from_preset("d16").vqvae)
+    expected = {k["name"]: tuple(k["shape"]) for k in official["keys"]}
+    assert official_key_shapes(model) == expected
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == official["n_params"]
+
+
+def test_tiny_vqvae_shapes_dtype_and_save_load_round_trip(tmp_path: Path) -> None:
+    cfg = VarClipConfig.from_preset("tiny").vqvae
+    torch.manual_seed(0)
+    model = VQVAE(cfg).eval()
+    img = torch.rand(2, 3, cfg.image_size, cfg.image_size) * 2 - 1
+    with torch.no_grad():
+        f = model.encode_features(img)
+        indices = model.img_to_indices(img)
+        rec = model.indices_to_image(indices)
+    assert f.shape == (2, cfg.z_channels, 4, 4) and f.dtype == torch.float32
+    assert [i.shape for i in indices] == [(2, pn * pn) for pn in cfg.patch_nums]
+    assert rec.shape == img.shape and rec.abs().max() <= 1
+    save_module(model, tmp_path / "vqvae.safetensors")
+    with torch.device("meta"):
+        loaded = VQVAE(cfg)
+    load_module(
+        loaded, tmp_path / "vqvae.safetensors", device=torch.device("cpu"), dtype=torch.float32
+    )
+    with torch.no_grad():
+        assert torch.equal(loaded.indices_to_image(indices), rec)
+
+
+def test_quantizer_training_pass_is_straight_through_with_commitment_loss() -> None:
+    cfg = VQVAEConfig(vocab_size=16, z_channels=4, ch=32, ch_mult=(1, 1), patch_nums=(1, 2, 4))
+    torch.manual_seed(0)
+    model = VQVAE(cfg)
+    img = (torch.rand(2, 3, 8, 8) * 2 - 1).requires_grad_(True)
+    rec, loss, usage = model(img)
+    assert rec.shape == img.shape and loss.ndim == 0 and loss > 0
+    (rec.mean() + loss).backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0  # gradients pass the quantizer
+    assert model.quantize.embedding.weight.grad is not None
+    assert model.quantize.quant_resi.qresi_ls[0].weight.grad is not None
+    assert usage.counts_SV.shape == (3, 16)
+    assert usage.counts_SV.sum(dim=1).tolist() == [2.0, 8.0, 32.0]
+    assert torch.all(usage.perplexity_S >= 1) and torch.all(usage.used_fraction_S <= 1)
+
+
+def test_decoder_in_bfloat16_channels_last_stays_close_to_float32() -> None:
+    cfg = VarClipConfig.from_preset("tiny").vqvae
+    torch.manual_seed(0)
+    model = VQVAE(cfg, with_encoder=False).eval()
+    fhat = torch.randn(1, cfg.z_channels, 4, 4)
+    with torch.no_grad():
+        ref = model.decode_features(fhat)
+        model.prepare_decoder(torch.bfloat16, channels_last=True)
+        low = model.decode_features(fhat)
+    assert low.dtype == torch.float32 and (low - ref).abs().max() < 0.1
