@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -58,7 +59,9 @@ def convert(archive: Path, out_dir: Path, heads: int | None = None) -> dict[str,
     # Current torch refuses TorchScript archives in torch.load; torch.jit.load reads them
     # without running Python code from the file.
     try:
-        scripted = torch.jit.load(str(archive), map_location="cpu")  # type: ignore[no-untyped-call]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still works
+            scripted = torch.jit.load(str(archive), map_location="cpu")  # type: ignore[no-untyped-call]
     except (RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{archive}: not a TorchScript archive ({exc})") from exc
     sd = text_tower_state(dict(scripted.state_dict()))

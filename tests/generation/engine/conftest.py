@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,16 @@ from generation.engine.transformer import NextScaleTransformer
 from generation.engine.vqvae import VQVAE
 
 PARITY_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "var_clip_parity"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_intra_op_thread() -> Iterator[None]:
+    # The models here are tiny: one thread is fastest, and with other processes on the same
+    # cores, OpenMP's spinning worker threads make two threads 10-30x slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def parity_config() -> dict[str, Any]:
