@@ -48,6 +48,10 @@ def _configure_reliability(sender: Celery, **_: object) -> None:
                 "task": "generation.tasks.sweep_stale_jobs",
                 "schedule": float(settings.GENERATION_SWEEP_INTERVAL),
             },
+            "anchor-audit-chain": {
+                "task": "governance.audit.tasks.anchor_audit_chain",
+                "schedule": float(settings.AUDIT_ANCHOR_INTERVAL),
+            },
         },
     )
 

@@ -43,12 +43,15 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "pgtrigger",
+    "governance.audit",
     "governance.registry",
     "generation",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "governance.audit.middleware.AuditContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -153,6 +156,26 @@ STORAGES = {
     ),
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# --- audit trail ----------------------------------------------------------------------
+# The chain's HMAC key lives outside the database, so whoever can write the database cannot
+# forge a valid chain. Unset, it is derived from DJANGO_SECRET_KEY (itself required when
+# DEBUG is off); set it explicitly so rotating the secret key cannot orphan the chain.
+AUDIT_HMAC_KEY = env.get_str("AUDIT_HMAC_KEY", "")
+if AUDIT_HMAC_KEY and len(AUDIT_HMAC_KEY) < 32:
+    raise ImproperlyConfigured("AUDIT_HMAC_KEY must be at least 32 characters.")
+# Chain anchors: a separate object-lock bucket on S3, else write-once files under VAR_DIR.
+AUDIT_ANCHOR_BACKEND = env.get_choice("AUDIT_ANCHOR_BACKEND", OBJECT_STORE_BACKEND, ("s3", "local"))
+AUDIT_ANCHOR_BUCKET = (
+    env.get_str("AUDIT_ANCHOR_BUCKET", f"{S3_BUCKET}-audit-anchors" if S3_BUCKET else "") or None
+)
+if AUDIT_ANCHOR_BACKEND == "s3" and not AUDIT_ANCHOR_BUCKET:
+    raise ImproperlyConfigured("AUDIT_ANCHOR_BACKEND=s3 needs AUDIT_ANCHOR_BUCKET or S3_BUCKET.")
+AUDIT_ANCHOR_RETENTION_DAYS = env.get_int(
+    "AUDIT_ANCHOR_RETENTION_DAYS", 2557, min_value=1, max_value=36500
+)
+AUDIT_ANCHOR_INTERVAL = env.get_int("AUDIT_ANCHOR_INTERVAL", 3600, min_value=60)
+AUDIT_ANCHOR_ROOT = VAR_DIR / "audit-anchors"
 
 # --- Celery and the generation worker -------------------------------------------------
 CELERY_BROKER_URL = env.get_url("CELERY_BROKER_URL", None, ("amqp", "amqps", "redis", "memory"))

@@ -1,0 +1,149 @@
+"""The hash chain: the canonical serialisation of an event and its keyed hash.
+
+The canonical message of an event is
+``json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` encoded
+as UTF-8, where ``record`` holds every hashed field (see ``HASHED_FIELDS``); its hash is
+HMAC-SHA-256 under a key held outside the database (docs/audit.md gives the exact rules).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+
+from governance.audit.errors import AuditInvalid, AuditPayloadTooLarge
+
+# The prev_hash of the first event.
+GENESIS_HASH = "0" * 64
+
+# A payload is a small JSON object; larger evidence belongs in the object store.
+PAYLOAD_MAX_BYTES = 8192
+
+# Every field the hash covers, in canonical (sorted) order.
+HASHED_FIELDS = (
+    "action",
+    "actor_id",
+    "actor_username",
+    "client_ip",
+    "occurred_at",
+    "payload",
+    "prev_hash",
+    "request_id",
+    "sequence",
+    "target_id",
+    "target_type",
+)
+
+_KEY_LABEL = b"varclip audit chain v1"
+
+
+def chain_key() -> bytes:
+    """Return the HMAC key: ``AUDIT_HMAC_KEY``, or one derived from ``SECRET_KEY`` if unset."""
+    configured = settings.AUDIT_HMAC_KEY
+    if configured:
+        return str(configured).encode()
+    # Derived, not reused: the secret key itself never becomes the audit key.
+    return hmac.new(str(settings.SECRET_KEY).encode(), _KEY_LABEL, hashlib.sha256).digest()
+
+
+def key_fingerprint(key: bytes | None = None) -> str:
+    """Return a short public fingerprint of the key, to tell which key wrote an anchor."""
+    return hmac.new(key or chain_key(), b"fingerprint", hashlib.sha256).hexdigest()[:16]
+
+
+def format_time(moment: datetime) -> str:
+    """Return the canonical text of a time: UTC ISO 8601 with microseconds and ``+00:00``."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical_payload(payload: Mapping[str, Any] | None) -> str:
+    """Return the canonical JSON text of a payload, or raise ``AuditInvalid`` naming ``payload``.
+
+    UUIDs, times and decimals become strings (as Django's JSON encoder writes them); the
+    text is produced twice so that non-string keys sort the way they read back.
+    """
+    if payload is None:
+        return "{}"
+    if not isinstance(payload, Mapping):
+        raise AuditInvalid("payload", f"must be a JSON object, got {type(payload).__name__}")
+    try:
+        plain = json.loads(json.dumps(payload, cls=DjangoJSONEncoder, allow_nan=False))
+        text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        size = len(text.encode("utf-8"))
+    except (TypeError, ValueError) as exc:
+        raise AuditInvalid("payload", f"is not JSON-serialisable: {exc}") from None
+    if size > PAYLOAD_MAX_BYTES:
+        raise AuditPayloadTooLarge(
+            "payload",
+            f"is {size} bytes of canonical JSON, above the {PAYLOAD_MAX_BYTES}-byte cap; "
+            "store large evidence in the object store and record its key",
+        )
+    return text
+
+
+# The columns ``message_from_row`` reads, in this order (as ``values_list`` returns them).
+CHAIN_COLUMNS = (
+    "sequence",
+    "occurred_at",
+    "actor_id",
+    "actor_username",
+    "action",
+    "target_type",
+    "target_id",
+    "payload_json",
+    "request_id",
+    "client_ip",
+    "prev_hash",
+)
+
+
+def message_from_row(row: tuple[Any, ...]) -> bytes:
+    """Return the canonical message of an event given as a ``CHAIN_COLUMNS`` tuple.
+
+    Equal to ``json.dumps(record, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False).encode()`` with ``record["payload"] = json.loads(payload_json)``,
+    assembled by hand because verification runs it for every event.
+    """
+    (sequence, occurred_at, actor_id, actor_username, action, target_type, target_id,
+     payload_json, request_id, client_ip, prev_hash) = row  # fmt: skip
+    quote = encode_basestring
+    return (
+        '{"action":' + quote(action)
+        + ',"actor_id":' + ("null" if actor_id is None else str(int(actor_id)))
+        + ',"actor_username":' + quote(actor_username)
+        + ',"client_ip":' + quote(client_ip)
+        + ',"occurred_at":' + quote(format_time(occurred_at))
+        + ',"payload":' + payload_json
+        + ',"prev_hash":' + quote(prev_hash)
+        + ',"request_id":' + quote(request_id)
+        + ',"sequence":' + str(int(sequence))
+        + ',"target_id":' + quote(target_id)
+        + ',"target_type":' + quote(target_type)
+        + "}"
+    ).encode("utf-8")  # fmt: skip
+
+
+def canonical_message(**fields: Any) -> bytes:
+    """Return the canonical message of an event given by keyword (``CHAIN_COLUMNS`` names)."""
+    return message_from_row(tuple(fields[name] for name in CHAIN_COLUMNS))
+
+
+class ChainHasher:
+    """Keyed hashing of canonical messages, with the HMAC key schedule computed once."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._base = hmac.new(key or chain_key(), digestmod=hashlib.sha256)
+
+    def digest(self, message: bytes) -> str:
+        """Return the hex HMAC-SHA-256 of a canonical message."""
+        mac = self._base.copy()
+        mac.update(message)
+        return mac.hexdigest()
