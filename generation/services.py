@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -27,6 +27,16 @@ from governance.registry.services import model_version_resolve
 log = logging.getLogger(__name__)
 
 MAX_SEED = 2**63 - 1
+
+
+class GeneratedImageLike(Protocol):
+    """What the worker hands back for one job: PNG bytes and what the engine reported."""
+
+    png: bytes
+    width: int
+    height: int
+    token_count: int
+    truncated: bool
 
 
 class JobInputError(ValueError):
@@ -146,67 +156,129 @@ def _claim(job_id: Any, worker: str) -> GenerationJob | None:
     return GenerationJob.objects.select_related("model_version").get(pk=job_id) if claimed else None
 
 
+def _claim_companions(primary: GenerationJob, worker: str, limit: int) -> list[GenerationJob]:
+    """Take up to ``limit`` more queued jobs that can share the primary's engine batch."""
+    if limit <= 0:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        candidates = list(
+            GenerationJob.objects.select_for_update(skip_locked=True)
+            .filter(
+                status=JobStatus.QUEUED,
+                cancel_requested=False,
+                model_version_id=primary.model_version_id,
+                sampling=primary.sampling,
+            )
+            .exclude(pk=primary.pk)
+            .order_by("-priority", "created_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not candidates:
+            return []
+        GenerationJob.objects.filter(pk__in=candidates, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING,
+            attempts=F("attempts") + 1,
+            started_at=now,
+            heartbeat_at=now,
+            worker=worker[:200],
+            failure_reason="",
+        )
+    return list(
+        GenerationJob.objects.select_related("model_version").filter(
+            pk__in=candidates, status=JobStatus.RUNNING
+        )
+    )
+
+
 @dataclass
 class _Progress:
-    job_id: Any
+    """Per-scale callback for a batch: progress, heartbeat and cancellation in two queries."""
+
+    job_ids: list[Any]
+    cancelled: set[Any] = field(default_factory=set)
 
     def __call__(self, done: int, total: int) -> None:
-        # One small UPDATE per scale doubles as the heartbeat and the cancellation check.
-        GenerationJob.objects.filter(pk=self.job_id).update(
+        GenerationJob.objects.filter(pk__in=self.job_ids).update(
             scales_done=done,
             scales_total=total,
             progress=min(1.0, done / total) if total else 0.0,
             heartbeat_at=timezone.now(),
         )
-        if GenerationJob.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+        self.cancelled.update(
+            GenerationJob.objects.filter(pk__in=self.job_ids, cancel_requested=True).values_list(
+                "pk", flat=True
+            )
+        )
+        if len(self.cancelled) == len(self.job_ids):
             raise JobCancelled
 
 
-def job_execute(*, job_id: Any, worker: str) -> str:
-    """Run one job to its end and return its final status; safe to call again for the same job.
+def job_execute(*, job_id: Any, worker: str, max_batch: int | None = None) -> str:
+    """Run a job (with compatible queued jobs in the same engine batch) and return its status.
 
-    Raises TransientJobError when the store or database failed in a way worth retrying;
-    the job is then back in ``queued``.
+    Safe to call again for the same job. Raises TransientJobError when the store or
+    database failed in a way worth retrying; the unfinished jobs are then back in ``queued``.
     """
-    from generation.worker import generate_png
+    from generation.worker import generate_pngs
 
     # 1. take the job, unless it is done, cancelled or being run by a live worker
     if Output.objects.filter(job_id=job_id).exists():
         _finish_succeeded(job_id)
         return JobStatus.SUCCEEDED
-    job = _claim(job_id, worker)
-    if job is None:
+    primary = _claim(job_id, worker)
+    if primary is None:
         current = GenerationJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
         if current is None:
             log.warning("job %s does not exist; message dropped", job_id)
             return "missing"
-        if current == JobStatus.QUEUED:  # cancel requested while queued is handled by job_cancel
-            return current
         return str(current)
-    if job.attempts > settings.GENERATION_MAX_ATTEMPTS:
-        job_fail(job_id=job.id, reason=f"gave up after {job.attempts - 1} attempts")
-        return JobStatus.FAILED
-    # 2. generate the image through the engine
+    limit = settings.GENERATION_MAX_BATCH if max_batch is None else max_batch
+    batch = [primary, *_claim_companions(primary, worker, limit - 1)]
+    runnable = []
+    for job in batch:
+        if job.attempts > settings.GENERATION_MAX_ATTEMPTS:
+            job_fail(job_id=job.id, reason=f"gave up after {job.attempts - 1} attempts")
+        else:
+            runnable.append(job)
+    if not runnable:
+        return _status_of(primary.id)
+    # 2. generate every image of the batch through the engine, each with its own seed
+    progress = _Progress([job.id for job in runnable])
     try:
-        image = generate_png(job, progress=_Progress(job.id))
+        images = generate_pngs(runnable, progress=progress)
     except JobCancelled:
-        _finish_cancelled(job.id)
-        return JobStatus.CANCELLED
+        for job in runnable:
+            _finish_cancelled(job.id)
+        return _status_of(primary.id)
     except PermanentJobError as exc:
-        job_fail(job_id=job.id, reason=str(exc))
-        return JobStatus.FAILED
-    # 3. store it under its content address; the store verifies the SHA-256
+        for job in runnable:
+            job_fail(job_id=job.id, reason=str(exc))
+        return _status_of(primary.id)
+    # 3. store each image under its content address, then record it
+    for index, (job, image) in enumerate(zip(runnable, images, strict=True)):
+        if job.id in progress.cancelled:
+            _finish_cancelled(job.id)
+            continue
+        try:
+            _store_and_record(job, image)
+        except StorageUnavailable as exc:
+            reason = f"object store unavailable: {exc}"
+            for unfinished in runnable[index:]:
+                _requeue(unfinished.id, reason)
+            raise TransientJobError(reason) from exc
+        except StorageError as exc:
+            job_fail(job_id=job.id, reason=f"object store refused the image: {exc}")
+    return _status_of(primary.id)
+
+
+def _status_of(job_id: Any) -> str:
+    return str(GenerationJob.objects.values_list("status", flat=True).get(pk=job_id))
+
+
+def _store_and_record(job: GenerationJob, image: GeneratedImageLike) -> None:
     digest = sha256_hex(image.png)
-    key = content_key(digest)
-    try:
-        stored = get_store().put(key, image.png, digest, "image/png")
-    except StorageUnavailable as exc:
-        _requeue(job.id, f"object store unavailable: {exc}")
-        raise TransientJobError(str(exc)) from exc
-    except StorageError as exc:
-        job_fail(job_id=job.id, reason=f"object store refused the image: {exc}")
-        return JobStatus.FAILED
-    # 4. record the output and finish, in one transaction
+    stored = get_store().put(content_key(digest), image.png, digest, "image/png")
     try:
         with transaction.atomic():
             Output.objects.create(
@@ -228,7 +300,6 @@ def job_execute(*, job_id: Any, worker: str) -> str:
     except IntegrityError:
         # Another delivery of this job recorded its output first; one output per job stands.
         _finish_succeeded(job.id)
-    return JobStatus.SUCCEEDED
 
 
 def _finish_succeeded(job_id: Any) -> None:

@@ -9,14 +9,15 @@ import io
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from generation.services import PermanentJobError
-from governance.registry.models import ModelVersion
+from governance.registry.models import WEIGHT_FILENAMES, ModelVersion
 from governance.registry.services import WeightsUnavailable, weights_verify
 
 if TYPE_CHECKING:
@@ -45,21 +46,13 @@ def load_pipeline(model_version: ModelVersion) -> TextToImagePipeline:
         if model_version.pk in _cache:
             _cache.move_to_end(model_version.pk)
             return _cache[model_version.pk]
-    import torch
-
-    from generation.engine.checkpoint import load_pipeline_files
     from generation.engine.errors import CheckpointError
+    from generation.engine.pipeline import TextToImagePipeline
 
     try:
         paths = weights_verify(model_version)
-        pipeline = load_pipeline_files(
-            config=model_version.engine_config,
-            vqvae_path=paths["vqvae"],
-            transformer_path=paths["transformer"],
-            text_encoder_path=paths["text_encoder"],
-            device=settings.GENERATION_DEVICE,
-            dtype=torch.float32,
-        )
+        directory = _checkpoint_view(model_version, paths)
+        pipeline = TextToImagePipeline.from_pretrained(directory, device=settings.GENERATION_DEVICE)
     except (WeightsUnavailable, CheckpointError) as exc:
         raise PermanentJobError(f"model version {model_version} cannot be loaded: {exc}") from exc
     with _cache_lock:
@@ -67,6 +60,19 @@ def load_pipeline(model_version: ModelVersion) -> TextToImagePipeline:
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return pipeline
+
+
+def _checkpoint_view(model_version: ModelVersion, paths: dict[str, Path]) -> Path:
+    """Lay out the verified weight files as the engine's checkpoint directory (by symlink)."""
+    directory = Path(settings.GENERATION_MODEL_CACHE_DIR) / "versions" / str(model_version.pk)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "config.json"
+    config.write_text(json.dumps(model_version.engine_config, indent=2))
+    for role, filename in WEIGHT_FILENAMES.items():
+        link = directory / filename
+        link.unlink(missing_ok=True)
+        link.symlink_to(paths[role.value].resolve())
+    return directory
 
 
 def clear_pipeline_cache() -> None:
@@ -87,29 +93,45 @@ def encode_png(image_HW3: object, metadata: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
-def generate_png(job: GenerationJob, progress: Callable[[int, int], None]) -> GeneratedImage:
-    """Generate the job's image through the engine and return it as PNG bytes."""
+def generate_pngs(
+    jobs: Sequence[GenerationJob], progress: Callable[[int, int], None]
+) -> list[GeneratedImage]:
+    """Generate the jobs' images in one engine batch (same model version and settings)."""
     from generation.engine.errors import EngineInputError
     from generation.engine.pipeline import SamplingSettings
 
-    pipeline = load_pipeline(job.model_version)
+    first = jobs[0]
+    if any(
+        job.model_version_id != first.model_version_id or job.sampling != first.sampling
+        for job in jobs
+    ):
+        raise ValueError("a batch must share one model version and one set of sampling settings")
+    pipeline = load_pipeline(first.model_version)
     try:
-        sampling = SamplingSettings.from_dict(job.sampling)
-        result = pipeline.generate([job.caption], [job.seed], sampling, progress=progress)
+        sampling = SamplingSettings.from_dict(first.sampling)
+        result = pipeline.generate(
+            [job.caption for job in jobs], [job.seed for job in jobs], sampling, progress=progress
+        )
     except EngineInputError as exc:
         raise PermanentJobError(f"the engine refused the request: {exc}") from exc
-    image = result.images[0]
-    metadata = {
-        "varclip:job": str(job.id),
-        "varclip:model_version": str(job.model_version),
-        "varclip:record": json.dumps(
-            {"caption": job.caption, "seed": job.seed, "sampling": job.sampling}, sort_keys=True
-        ),
-    }
-    return GeneratedImage(
-        png=encode_png(image, metadata),
-        width=int(image.shape[1]),
-        height=int(image.shape[0]),
-        token_count=int(result.token_counts[0]),
-        truncated=bool(result.truncated[0]),
-    )
+    images = []
+    for index, job in enumerate(jobs):
+        image = result.images[index]
+        metadata = {
+            "varclip:job": str(job.id),
+            "varclip:model_version": str(job.model_version),
+            "varclip:record": json.dumps(
+                {"caption": job.caption, "seed": job.seed, "sampling": job.sampling},
+                sort_keys=True,
+            ),
+        }
+        images.append(
+            GeneratedImage(
+                png=encode_png(image, metadata),
+                width=int(image.shape[1]),
+                height=int(image.shape[0]),
+                token_count=int(result.token_counts[index]),
+                truncated=bool(result.truncated[index]),
+            )
+        )
+    return images

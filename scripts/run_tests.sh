@@ -14,7 +14,11 @@ trap cleanup EXIT
 eval "$("$PY" scripts/s3_server.py start --dir "$S3_DIR" --bucket varclip-test)"
 echo "S3 server (weed mini) on $S3_ENDPOINT_URL, data in $S3_DIR"
 
-export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/varclip}
+# Per-run database and queue names, so concurrent runs on one machine never share state
+# (pytest-django creates and drops test_<name>).
+RUN_ID=$$
+export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/varclip_run$RUN_ID}
+export GENERATION_QUEUE=${TEST_GENERATION_QUEUE:-gpu-test-$RUN_ID}
 export CELERY_BROKER_URL=${TEST_CELERY_BROKER_URL:-amqp://guest:guest@127.0.0.1:5672//}
 export CELERY_RESULT_BACKEND=${TEST_CELERY_RESULT_BACKEND:-redis://127.0.0.1:6379/1}
 export CACHE_URL=${TEST_CACHE_URL:-redis://127.0.0.1:6379/2}

@@ -31,11 +31,11 @@ def celery_worker(transactional_db, tmp_path):
     """A real Celery worker process consuming the gpu queue of RabbitMQ."""
     from config.celery import app
 
+    queue = app.amqp.queues[settings.GENERATION_QUEUE]
     with app.connection_for_write() as conn:
-        conn.default_channel.queue_declare(
-            settings.GENERATION_QUEUE, durable=True, arguments={"x-max-priority": 10}
-        )
-        conn.default_channel.queue_purge(settings.GENERATION_QUEUE)
+        bound = queue(conn.default_channel)
+        bound.declare()
+        bound.purge()
     env = {**os.environ, "DATABASE_URL": _database_url(), "VAR_DIR": str(tmp_path)}
     log = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(

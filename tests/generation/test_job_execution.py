@@ -62,17 +62,30 @@ def test_executing_a_finished_job_again_does_not_generate_again(
 ):
     job = _job(requester, seed=1)
     job_execute(job_id=job.id, worker="test")
-    with mock.patch.object(worker, "generate_png") as generate:
+    with mock.patch.object(worker, "generate_pngs") as generate:
         assert job_execute(job_id=job.id, worker="test") == JobStatus.SUCCEEDED
     generate.assert_not_called()
     assert Output.objects.filter(job=job).count() == 1
 
 
-def test_same_caption_seed_and_model_give_identical_bytes(requester, model_version, s3_bucket):
+def _pixels(job_id):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    output = GenerationJob.objects.get(pk=job_id).output
+    return np.asarray(Image.open(io.BytesIO(get_store().get(output.storage_key))))
+
+
+def test_same_caption_seed_and_model_give_identical_pixels(requester, model_version, s3_bucket):
     first, second = _job(requester, seed=11), _job(requester, seed=11)
-    job_execute(job_id=first.id, worker="test")
-    job_execute(job_id=second.id, worker="test")
-    assert first.output.sha256 == GenerationJob.objects.get(pk=second.id).output.sha256
+    job_execute(job_id=first.id, worker="test", max_batch=1)
+    job_execute(job_id=second.id, worker="test", max_batch=1)
+    assert (_pixels(first.id) == _pixels(second.id)).all()
+    other = _job(requester, seed=12)
+    job_execute(job_id=other.id, worker="test", max_batch=1)
+    assert (_pixels(first.id) != _pixels(other.id)).any()
 
 
 def test_tampered_weights_fail_the_job_with_the_hash_in_the_reason(
@@ -121,12 +134,12 @@ def test_store_outage_requeues_the_job_and_raises_for_a_retry(requester, model_v
 
 def test_cancel_of_a_running_job_stops_it_at_the_next_scale(requester, model_version, s3_bucket):
     job = _job(requester)
-    real_progress = __import__("generation.services", fromlist=["_Progress"])._Progress
+    from generation.services import _Progress
 
-    class CancelAfterFirstScale(real_progress):
+    class CancelAfterFirstScale(_Progress):
         def __call__(self, done, total):
             if done == 1:
-                job_cancel(job_id=self.job_id)
+                job_cancel(job_id=self.job_ids[0])
             super().__call__(done, total)
 
     with mock.patch("generation.services._Progress", CancelAfterFirstScale):
@@ -237,3 +250,47 @@ def test_celery_task_retries_a_transient_failure_then_succeeds(requester, model_
     assert calls["n"] == 2
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
+
+
+def test_compatible_queued_jobs_share_one_engine_batch_with_identical_pixels(
+    requester, model_version, s3_bucket
+):
+    alone = _job(requester, caption="a red circle", seed=21)
+    job_execute(job_id=alone.id, worker="test", max_batch=1)
+    mixed = [
+        _job(requester, caption="a blue star", seed=5),
+        _job(requester, caption="a red circle", seed=21),
+        _job(requester, caption="green cross on the left", seed=9),
+    ]
+    with mock.patch.object(worker, "generate_pngs", wraps=worker.generate_pngs) as generate:
+        job_execute(job_id=mixed[0].id, worker="test", max_batch=8)
+    assert generate.call_count == 1
+    assert len(generate.call_args.args[0]) == 3
+    statuses = {j.status for j in GenerationJob.objects.filter(pk__in=[j.id for j in mixed])}
+    assert statuses == {JobStatus.SUCCEEDED}
+    assert (_pixels(mixed[1].id) == _pixels(alone.id)).all()
+
+
+def test_jobs_with_other_settings_are_not_batched_together(requester, model_version, s3_bucket):
+    first = _job(requester, seed=1)
+    other = _job(requester, seed=2, sampling={"cfg": 1.5})
+    job_execute(job_id=first.id, worker="test", max_batch=8)
+    assert GenerationJob.objects.get(pk=other.id).status == JobStatus.QUEUED
+
+
+def test_cancelling_one_job_of_a_batch_keeps_the_others(requester, model_version, s3_bucket):
+    from generation.services import _Progress
+
+    keep, drop = _job(requester, seed=1), _job(requester, seed=2)
+
+    class CancelOne(_Progress):
+        def __call__(self, done, total):
+            if done == 1:
+                job_cancel(job_id=drop.id)
+            super().__call__(done, total)
+
+    with mock.patch("generation.services._Progress", CancelOne):
+        job_execute(job_id=keep.id, worker="test", max_batch=8)
+    assert GenerationJob.objects.get(pk=keep.id).status == JobStatus.SUCCEEDED
+    assert GenerationJob.objects.get(pk=drop.id).status == JobStatus.CANCELLED
+    assert not Output.objects.filter(job_id=drop.id).exists()
