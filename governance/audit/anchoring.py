@@ -106,7 +106,7 @@ class AnchorStore(Protocol):
 
     def put(self, key: str, data: bytes, *, retain_until: datetime | None) -> None: ...
 
-    def get(self, key: str) -> bytes | None: ...
+    def read(self, key: str) -> tuple[bytes | None, int]: ...
 
     def keys_after(self, start_after: str, limit: int) -> list[str]: ...
 
@@ -135,11 +135,12 @@ class LocalAnchorStore:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def get(self, key: str) -> bytes | None:
+    def read(self, key: str) -> tuple[bytes | None, int]:
+        """Return the anchor's bytes (None if absent) and how often it was written over (0)."""
         try:
-            return self._path(key).read_bytes()
+            return self._path(key).read_bytes(), 0
         except FileNotFoundError:
-            return None
+            return None, 0
 
     def keys_after(self, start_after: str, limit: int) -> list[str]:
         if not self.root.is_dir():
@@ -231,16 +232,24 @@ class S3AnchorStore:
             **extra,
         )
 
-    def get(self, key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
+    def read(self, key: str) -> tuple[bytes | None, int]:
+        """Return the first version ever written (None if absent) and how many came after.
 
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NoSuchBucket"):
-                return None
-            raise AnchorStoreError(f"S3 get_object {key} refused: {exc}") from exc
-        return response["Body"].read()  # type: ignore[no-any-return]
+        Object Lock keeps the first version; anyone holding credentials can still stack a
+        newer version or a delete marker on top, so the anchor is read from the bottom.
+        """
+        listing = self._call("list_object_versions", Prefix=key)
+        versions = [item for item in listing.get("Versions", []) if item["Key"] == key]
+        markers = [item for item in listing.get("DeleteMarkers", []) if item["Key"] == key]
+        if not versions:
+            return None, len(markers)
+        # S3 lists versions newest first.
+        first = versions[-1]
+        extra: dict[str, Any] = {}
+        if first.get("VersionId") not in (None, "null"):
+            extra["VersionId"] = first["VersionId"]
+        response = self._call("get_object", Key=key, **extra)
+        return response["Body"].read(), len(versions) - 1 + len(markers)
 
     def keys_after(self, start_after: str, limit: int) -> list[str]:
         keys: list[str] = []

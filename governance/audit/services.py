@@ -7,7 +7,6 @@ transaction, so an event commits or rolls back with the governed write it record
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -54,6 +53,8 @@ EXPORT_COLUMNS = (
     "hash",
 )
 _EXPORT_VALUES = tuple("payload_json" if name == "payload" else name for name in EXPORT_COLUMNS)
+# Chunks of about this many characters leave the export at a time.
+EXPORT_CHUNK_CHARS = 64 * 1024
 FILTER_NAMES = ("actor", "action", "target_type", "target_id", "since", "until", "text")
 
 
@@ -166,18 +167,19 @@ def _actor_snapshot(actor: Actor) -> tuple[int | None, str]:
 
 def _locked_head() -> AuditChainHead:
     head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is not None:
-        return head
-    # No head yet: a fresh trail. A missing head beside existing events is damage.
-    if AuditEvent.objects.exists():
+    if head is None:
+        # A fresh trail. Concurrent first appenders: one insert wins, the others wait on
+        # it, insert nothing, and then queue on its row lock.
+        AuditChainHead.objects.bulk_create(
+            [AuditChainHead(pk=1, sequence=0, hash=GENESIS_HASH)], ignore_conflicts=True
+        )
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
+    # A head at the start beside existing events means the head row was lost.
+    if head.sequence == 0 and AuditEvent.objects.exists():
         raise AuditChainBroken(
             "the audit chain head is missing while events exist; run manage.py audit_verify"
         )
-    # Concurrent first appenders: one insert wins, the others wait on it and do nothing.
-    AuditChainHead.objects.bulk_create(
-        [AuditChainHead(pk=1, sequence=0, hash=GENESIS_HASH)], ignore_conflicts=True
-    )
-    return AuditChainHead.objects.select_for_update().get(pk=1)
+    return head
 
 
 # --- search -----------------------------------------------------------------------------
@@ -289,7 +291,7 @@ def audit_export(
     fmt: str = "csv",
     *,
     actor: Actor = None,
-    batch_size: int = 500,
+    batch_size: int = 250,
 ) -> Iterator[str]:
     """Return an iterator of text chunks (CSV or JSON Lines) of the matching events.
 
@@ -327,31 +329,48 @@ def _export_stream(
 ) -> Iterator[str]:
     # 1. Fix the range now, so the export is a stable slice that excludes its own events.
     upper = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first()
-    upper = upper or 0
-    record = {"format": fmt, "filters": filters, "up_to_sequence": upper}
+    record = {"format": fmt, "filters": filters, "up_to_sequence": upper or 0}
     _record_export(actor, {**record, "status": "started"})
-    # 2. Stream keyset batches.
+    # 2. Stream the rows as chunks of about EXPORT_CHUNK_CHARS, counting what was handed out.
     count = 0
-    last = 0
     try:
         if fmt == "csv":
-            yield _csv_lines([EXPORT_COLUMNS])
-        while True:
-            rows = list(
-                events.filter(sequence__gt=last, sequence__lte=upper)
-                .order_by("sequence")
-                .values_list(*_EXPORT_VALUES)[:batch_size]
-            )
-            if not rows:
-                break
-            yield _csv_lines(map(_csv_row, rows)) if fmt == "csv" else _jsonl_lines(rows)
-            count += len(rows)
-            last = rows[-1][0]
+            yield _CSV.writerow(EXPORT_COLUMNS)
+        pending: list[str] = []
+        size = 0
+        for line in _export_lines(events, fmt, upper or 0, batch_size):
+            pending.append(line)
+            size += len(line)
+            if size >= EXPORT_CHUNK_CHARS:
+                count += len(pending)
+                chunk, pending, size = "".join(pending), [], 0
+                yield chunk
+        if pending:
+            count += len(pending)
+            yield "".join(pending)
     except GeneratorExit:
         _record_export(actor, {**record, "status": "abandoned", "count": count})
         raise
     # 3. Record how much left the building.
     _record_export(actor, {**record, "status": "completed", "count": count})
+
+
+def _export_lines(
+    events: QuerySet[AuditEvent], fmt: str, upper: int, batch_size: int
+) -> Iterator[str]:
+    """Yield one formatted line per event, reading keyset batches over ``sequence``."""
+    last = 0
+    while True:
+        rows = list(
+            events.filter(sequence__gt=last, sequence__lte=upper)
+            .order_by("sequence")
+            .values_list(*_EXPORT_VALUES)[:batch_size]
+        )
+        if not rows:
+            return
+        last = rows[-1][0]
+        for row in rows:
+            yield _csv_line(row) if fmt == "csv" else _jsonl_line(row)
 
 
 def _record_export(actor: Actor, payload: dict[str, Any]) -> None:
@@ -365,26 +384,26 @@ def _record_export(actor: Actor, payload: dict[str, Any]) -> None:
         )
 
 
-def _csv_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    occurred_at = format_time(row[1])
+class _Echo:
+    """A file-like object whose write returns the line, so csv.writer formats one row."""
+
+    def write(self, line: str) -> str:
+        return line
+
+
+_CSV = csv.writer(_Echo(), lineterminator="\n")
+
+
+def _csv_line(row: tuple[Any, ...]) -> str:
     actor_id = "" if row[2] is None else row[2]
-    return (row[0], occurred_at, actor_id, *row[3:])
+    return _CSV.writerow((row[0], format_time(row[1]), actor_id, *row[3:]))  # type: ignore[no-any-return]
 
 
-def _csv_lines(rows: Any) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue()
-
-
-def _jsonl_lines(rows: list[tuple[Any, ...]]) -> str:
-    lines = []
-    for row in rows:
-        item = dict(zip(EXPORT_COLUMNS, row, strict=True))
-        item["occurred_at"] = format_time(row[1])
-        item["payload"] = json.loads(item["payload"])
-        lines.append(json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n")
-    return "".join(lines)
+def _jsonl_line(row: tuple[Any, ...]) -> str:
+    item = dict(zip(EXPORT_COLUMNS, row, strict=True))
+    item["occurred_at"] = format_time(row[1])
+    item["payload"] = json.loads(item["payload"])
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def _describe_value(value: Any) -> Any:

@@ -29,6 +29,7 @@ ANCHOR_MISMATCH = "anchor mismatch"
 ANCHOR_BEYOND_CHAIN = "anchored event missing"
 ANCHOR_INVALID = "anchor invalid"
 ANCHOR_MISSING = "anchor object missing"
+ANCHOR_OVERWRITTEN = "anchor written over"
 ANCHORS_UNAVAILABLE = "anchor store unavailable"
 
 # Beyond this many, further chain problems are counted, not listed.
@@ -178,12 +179,21 @@ def _check_anchors(result: AuditVerification, count: int) -> None:
     store = anchor_store()
     try:
         newer = store.keys_after(keys[-1] if keys else ANCHOR_PREFIX, limit=1000)
-        bodies = {key: store.get(key) for key in [*keys, *newer]}
+        bodies = {key: store.read(key) for key in [*keys, *newer]}
     except AnchorStoreError as exc:
         result._add(ChainProblem(None, ANCHORS_UNAVAILABLE, str(exc)))
         return
     anchors: list[Anchor] = []
-    for key, body in bodies.items():
+    for key, (body, later_writes) in bodies.items():
+        if later_writes:
+            result._add(
+                ChainProblem(
+                    None,
+                    ANCHOR_OVERWRITTEN,
+                    f"{key} has {later_writes} later version(s) or delete marker(s) on top of "
+                    "the original, which is the one checked",
+                )
+            )
         if body is None:
             result._add(ChainProblem(None, ANCHOR_MISSING, f"{key} is recorded but gone"))
             continue

@@ -22,6 +22,7 @@ from governance.audit.chain import (
 )
 from governance.audit.context import audit_context, current_context
 from governance.audit.errors import (
+    AuditChainBroken,
     AuditInvalid,
     AuditOutsideTransaction,
     AuditPayloadTooLarge,
@@ -30,6 +31,7 @@ from governance.audit.middleware import AuditContextMiddleware
 from governance.audit.models import AuditChainHead, AuditEvent
 from governance.audit.services import audit_append
 from governance.audit.verification import audit_verify
+from tests.governance.audit.support import raw_sql, triggers_disabled
 
 pytestmark = pytest.mark.django_db
 
@@ -95,6 +97,16 @@ def test_the_event_rolls_back_with_the_write_it_records(append):
     assert AuditChainHead.objects.get().sequence == 1
     assert append().sequence == 2
     assert audit_verify().ok
+
+
+def test_appending_after_the_head_row_was_lost_is_refused(append):
+    append()
+    with triggers_disabled():
+        raw_sql("DELETE FROM audit_auditchainhead")
+
+    with pytest.raises(AuditChainBroken, match="head is missing while events exist"):
+        append()
+    assert AuditEvent.objects.count() == 1
 
 
 def test_deleting_a_user_leaves_their_events_and_the_chain_intact(append):
