@@ -108,6 +108,9 @@ CHAIN_COLUMNS = (
 def message_from_row(row: tuple[Any, ...]) -> bytes:
     """Return the canonical message of an event given as a ``CHAIN_COLUMNS`` tuple.
 
+    ``occurred_at`` may be a datetime or its canonical text (as PostgreSQL formats it for
+    verification, which skips parsing a datetime per event).
+
     Equal to ``json.dumps(record, sort_keys=True, separators=(",", ":"),
     ensure_ascii=False).encode()`` with ``record["payload"] = json.loads(payload_json)``,
     assembled by hand because verification runs it for every event.
@@ -120,7 +123,9 @@ def message_from_row(row: tuple[Any, ...]) -> bytes:
         + ',"actor_id":' + ("null" if actor_id is None else str(int(actor_id)))
         + ',"actor_username":' + quote(actor_username)
         + ',"client_ip":' + quote(client_ip)
-        + ',"occurred_at":' + quote(format_time(occurred_at))
+        + ',"occurred_at":' + quote(
+            occurred_at if isinstance(occurred_at, str) else format_time(occurred_at)
+        )
         + ',"payload":' + payload_json
         + ',"prev_hash":' + quote(prev_hash)
         + ',"request_id":' + quote(request_id)

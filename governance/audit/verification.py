@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import CharField, F, Func
 
 from governance.audit.actions import AuditAction
 from governance.audit.anchoring import ANCHOR_PREFIX, Anchor, anchor_key, anchor_store
@@ -106,13 +108,30 @@ def _snapshot() -> None:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
 
+# PostgreSQL's rendering of a timestamptz in the canonical text ``format_time`` gives.
+CANONICAL_TIME_SQL = (
+    "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+)
+
+
+def canonical_time_sql() -> Func:
+    """Return ``occurred_at`` rendered by PostgreSQL as canonical text."""
+    return Func(
+        F("occurred_at"),
+        template=CANONICAL_TIME_SQL.format(column="%(expressions)s"),
+        output_field=CharField(),
+    )
+
+
 def _walk(result: AuditVerification, chunk_size: int) -> None:
     digest = ChainHasher().digest
-    rows = (
-        AuditEvent.objects.order_by("sequence")
-        .values_list(*CHAIN_COLUMNS, "hash")
-        .iterator(chunk_size=chunk_size)
-    )
+    columns: list[Any] = list(CHAIN_COLUMNS)
+    events = AuditEvent.objects.order_by("sequence")
+    if connection.vendor == "postgresql":
+        # Text straight from the server: parsing 100,000 datetimes a second costs a third.
+        events = events.annotate(occurred_text=canonical_time_sql())
+        columns[1] = "occurred_text"
+    rows = events.values_list(*columns, "hash").iterator(chunk_size=chunk_size)
     expected, prev = 1, GENESIS_HASH
     for row in rows:
         sequence, prev_hash, stored = row[0], row[10], row[11]

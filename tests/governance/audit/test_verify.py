@@ -3,12 +3,15 @@
 Tampering is done as a PostgreSQL superuser could: with the triggers switched off.
 """
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 from governance.audit import verification
-from governance.audit.chain import GENESIS_HASH, ChainHasher, message_from_row
+from governance.audit.chain import GENESIS_HASH, ChainHasher, format_time, message_from_row
 from governance.audit.models import AuditEvent
 from tests.governance.audit.support import raw_sql, triggers_disabled
 
@@ -22,6 +25,21 @@ def test_an_untouched_chain_verifies(chain):
 
     assert result.ok
     assert (result.checked, result.last_sequence) == (30, 30)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2025, 1, 2, 3, 4, 5, 0, tzinfo=UTC),
+        datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2025, 6, 1, 1, 30, 0, 7, tzinfo=timezone(timedelta(hours=9))),
+    ],
+)
+def test_postgresql_renders_times_exactly_as_the_canonical_format(moment):
+    sql = verification.CANONICAL_TIME_SQL.format(column="%s::timestamptz")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {sql}", [moment])
+        assert cursor.fetchone()[0] == format_time(moment)
 
 
 def test_an_empty_trail_verifies():
