@@ -1,4 +1,4 @@
-"""Register a model version from a checkpoint directory or from one URI per weight file."""
+"""Register a model version from a checkpoint directory, an S3 prefix, or one URI per file."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from governance.errors import GovernanceError
+from governance.registry.models import PROTECTED_ALIASES
 from governance.registry.services import (
     RegistryError,
     WeightSource,
     alias_move,
+    alias_move_request,
     model_version_register,
-    sources_from_directory,
+    sources_from_location,
 )
 
 
@@ -23,21 +26,36 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", required=True, help="registered model name, e.g. demo")
-        parser.add_argument("--dir", type=Path, help="checkpoint directory (config.json + weights)")
+        parser.add_argument(
+            "--dir", help="checkpoint directory or s3://bucket/prefix (config.json + weights)"
+        )
         parser.add_argument("--vqvae", help="VQVAE weights URI (path, file:// or s3://)")
         parser.add_argument("--transformer", help="transformer weights URI")
         parser.add_argument("--text-encoder", help="text tower weights URI")
         parser.add_argument(
             "--config", type=Path, help="engine config JSON (default: beside weights)"
         )
-        parser.add_argument("--model-card", type=Path, help="model card JSON")
+        parser.add_argument(
+            "--model-card", type=Path, help="model card JSON (default: model_card.json beside)"
+        )
+        parser.add_argument("--sampling", type=Path, help="sampling defaults JSON")
+        parser.add_argument(
+            "--sha256",
+            action="append",
+            default=[],
+            metavar="ROLE=HEX",
+            help="refuse the registration unless this role's file has this SHA-256",
+        )
         parser.add_argument("--by", help="username of the registrant")
-        parser.add_argument("--alias", help="also point this alias at the new version")
+        parser.add_argument(
+            "--alias",
+            help="also point this alias at the new version (production: request the move)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["dir"]:
             try:
-                sources = sources_from_directory(options["dir"])
+                sources = sources_from_location(options["dir"])
             except RegistryError as exc:
                 raise CommandError(str(exc)) from exc
         else:
@@ -55,31 +73,54 @@ class Command(BaseCommand):
             user = get_user_model().objects.filter(username=options["by"]).first()
             if user is None:
                 raise CommandError(f"no user {options['by']!r}")
+        expected = {}
+        for item in options["sha256"]:
+            role, _, digest = item.partition("=")
+            if not digest:
+                raise CommandError(f"--sha256 wants ROLE=HEX, got {item!r}")
+            expected[role.strip().replace("-", "_")] = digest.strip().lower()
+        config = _read_json(options["config"]) if options["config"] else None
+        card = _read_json(options["model_card"]) if options["model_card"] else None
+        sampling = _read_json(options["sampling"]) if options["sampling"] else None
         try:
-            config = _read_json(options["config"]) if options["config"] else None
-            card = _read_json(options["model_card"]) if options["model_card"] else None
-            if card is None and options["dir"] and (options["dir"] / "model_card.json").exists():
-                card = _read_json(options["dir"] / "model_card.json")
             version = model_version_register(
                 model_name=options["name"],
                 sources=sources,
                 registered_by=user,
                 engine_config=config,
                 model_card=card,
+                sampling_defaults=sampling,
+                expected_sha256=expected or None,
             )
             self.stdout.write(f"registered {version}")
             for weight in version.weights.all():
                 self.stdout.write(f"  {weight.role:<13} {weight.sha256}  {weight.uri}")
-            if options["alias"]:
+            alias = options["alias"]
+            if alias and alias in PROTECTED_ALIASES:
+                if user is None:
+                    raise CommandError(f"requesting a move of {alias} needs --by USER")
+                move_request = alias_move_request(
+                    model_name=options["name"],
+                    alias=alias,
+                    version=version.version,
+                    requested_by=user,
+                    reason="requested at registration",
+                )
+                self.stdout.write(
+                    f"  requested {options['name']}@{alias} -> {version} as move request "
+                    f"#{move_request.pk}; a model administrator approves it with "
+                    f"manage.py approve_alias_move {move_request.pk} --by USER"
+                )
+            elif alias:
                 alias_move(
                     model_name=options["name"],
-                    alias=options["alias"],
+                    alias=alias,
                     version=version.version,
                     moved_by=user,
                     reason="set at registration",
                 )
-                self.stdout.write(f"  {options['name']}@{options['alias']} -> {version}")
-        except RegistryError as exc:
+                self.stdout.write(f"  {options['name']}@{alias} -> {version}")
+        except (RegistryError, GovernanceError) as exc:
             raise CommandError(str(exc)) from exc
 
 
