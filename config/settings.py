@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "pgtrigger",
     "governance.audit",
     "governance.registry",
+    "governance.captions",
     "generation",
 ]
 

@@ -1,0 +1,1 @@
+"""Governed caption templates: immutable versions, strict rendering, lint with CLIP's tokenizer."""
