@@ -100,7 +100,7 @@ class Anchor:
 
 
 class AnchorStore(Protocol):
-    location: str
+    def url(self, key: str) -> str: ...
 
     def protection(self) -> str: ...
 
@@ -116,13 +116,15 @@ class LocalAnchorStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.location = f"file://{root}"
 
     def protection(self) -> str:
         return PROTECTION_LOCAL
 
     def _path(self, key: str) -> Path:
         return self.root / key.removeprefix(ANCHOR_PREFIX)
+
+    def url(self, key: str) -> str:
+        return self._path(key).as_uri()
 
     def put(self, key: str, data: bytes, *, retain_until: datetime | None) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -157,7 +159,6 @@ class S3AnchorStore:
         from botocore.config import Config
 
         self.bucket = bucket
-        self.location = f"s3://{bucket}"
         self.client = boto3.client(
             "s3",
             endpoint_url=settings.S3_ENDPOINT_URL,
@@ -214,6 +215,9 @@ class S3AnchorStore:
         except AnchorStoreError:
             self._locked = False
         return self._locked
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
 
     def protection(self) -> str:
         return PROTECTION_OBJECT_LOCK if self._ensure_bucket() else PROTECTION_WRITE_ONCE
@@ -340,7 +344,7 @@ def audit_anchor(*, actor: Actor = None) -> Anchor | None:
             payload={
                 "sequence": sequence,
                 "hash": head_hash,
-                "object": f"{store.location}/{key}",
+                "object": store.url(key),
                 "protection": protection,
                 "retain_until": anchor.retain_until,
             },

@@ -124,6 +124,7 @@ def test_the_embedded_default_anchors_to_a_write_once_file(chain, settings):
     path = settings.AUDIT_ANCHOR_ROOT / "00000000000000000002.json"
     assert anchor.protection == PROTECTION_LOCAL
     assert json.loads(path.read_text())["hash"] == anchor.hash
+    assert AuditEvent.objects.get(sequence=3).payload["object"] == path.as_uri()
     assert path.stat().st_mode & 0o222 == 0
 
 

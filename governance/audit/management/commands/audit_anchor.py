@@ -21,7 +21,7 @@ class Command(BaseCommand):
         if anchor is None:
             self.stdout.write("nothing new to anchor")
             return
-        where = f"{anchor_store().location}/{anchor_key(anchor.sequence)}"
+        where = anchor_store().url(anchor_key(anchor.sequence))
         retained = f" until {anchor.retain_until}" if anchor.retain_until else ""
         self.stdout.write(
             f"anchored sequence {anchor.sequence} ({anchor.hash[:16]}…) at {where}, "
