@@ -382,6 +382,11 @@ def _number_fields(
     if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 6:
         errors[f"{where}.decimals"] = "must be a whole number from 0 to 6"
         return None
+    for bound, value in bounds.items():
+        exponent = value.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > decimals:
+            errors[f"{where}.{bound}"] = f"has more than the {decimals} decimals values may have"
+            return None
     return {**bounds, "decimals": decimals}
 
 

@@ -550,6 +550,10 @@ def weights_verify(model_version: ModelVersion) -> dict[str, Path]:
         try:
             path = local_path_for(weight.uri)
             digest, _ = file_sha256(path)
+            if digest != weight.sha256 and weight.uri.startswith("s3://"):
+                # A damaged or stale cached copy is fetched once more before refusing.
+                path = local_path_for(weight.uri, refresh=True)
+                digest, _ = file_sha256(path)
         except OSError as exc:
             raise WeightsUnavailable(
                 f"{weight.role} weights of {model_version} are unreadable at {weight.uri}: "

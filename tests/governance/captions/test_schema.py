@@ -181,6 +181,12 @@ def test_an_empty_optional_value_leaves_no_doubled_space():
             "'green' is not one of: red",
         ),
         ("a {x}", [{"name": "x", "type": "date"}], "variables.x.type", "must be one of"),
+        (
+            "a {x}",
+            [{"name": "x", "type": "number", "minimum": 0.5, "maximum": 3}],
+            "variables.x.minimum",
+            "more than the 0 decimals",
+        ),
     ],
 )
 def test_malformed_declarations_are_refused_naming_the_field(pattern, variables, field, message):

@@ -217,3 +217,26 @@ def test_the_move_alias_command_moves_an_unprotected_alias_at_once(versions, out
     assert "shapes@candidate -> shapes:2" in capsys.readouterr().out
     with pytest.raises(CommandError, match="no model version shapes:9"):
         call_command("move_alias", "shapes", "candidate", "9", "--by", "oscar", "--reason", "x")
+
+
+def test_registering_with_the_production_alias_places_it_once_then_only_requests_it(
+    tiny_checkpoint_dir, registrant, capsys
+):
+    from governance.registry.models import AliasMoveRequest, ModelVersion
+
+    def register(*extra):
+        call_command(
+            "register_model_version", "--name", "fresh", "--dir", str(tiny_checkpoint_dir),
+            "--alias", "production", *extra,
+        )  # fmt: skip
+
+    register()
+    assert str(model_version_resolve("fresh@production")) == "fresh:1"
+    with pytest.raises(CommandError, match="moves only through an approved request"):
+        register()
+    assert ModelVersion.objects.filter(model__name="fresh").count() == 1
+    register("--by", "reggie")
+    move_request = AliasMoveRequest.objects.get()
+    assert (str(move_request.to_version), move_request.requested_by) == ("fresh:2", registrant)
+    assert "as move request #" in capsys.readouterr().out
+    assert str(model_version_resolve("fresh@production")) == "fresh:1"

@@ -171,7 +171,15 @@ def test_the_command_registers_from_s3_uris(checkpoint, s3_bucket, capsys):
         f"s3://{s3_bucket}/models/shapes/vqvae.safetensors",
         digest,
     )
-    assert set(weights_verify(version)) == {"vqvae", "transformer", "text_encoder"}
+    paths = weights_verify(version)
+    assert set(paths) == {"vqvae", "transformer", "text_encoder"}
+    # A damaged cached copy is fetched again; a changed object in the store is refused.
+    paths["vqvae"].write_bytes(b"damaged")
+    assert file_sha256(weights_verify(version)["vqvae"])[0] == digest
+    _replace("models/shapes/vqvae.safetensors", b"replaced")
+    paths["vqvae"].write_bytes(b"damaged")
+    with pytest.raises(WeightsUnavailable, match="vqvae weights of shapes:1 fail their hash"):
+        weights_verify(version)
 
 
 def test_the_command_reports_a_missing_s3_object_clearly(checkpoint, s3_bucket):
@@ -188,6 +196,13 @@ def _upload(key, data):
     from generation.storage import get_store, sha256_hex
 
     get_store().put(key, data, sha256_hex(data), "application/octet-stream")
+
+
+def _replace(key, data):
+    from generation.storage import get_store
+
+    get_store().delete(key)  # the store never overwrites: replacing takes a delete first
+    _upload(key, data)
 
 
 def test_show_model_card_prints_every_card_field_and_the_weight_hashes(checkpoint, capsys):

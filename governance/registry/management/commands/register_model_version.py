@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from governance.errors import GovernanceError
 from governance.registry.models import PROTECTED_ALIASES
@@ -82,46 +83,53 @@ class Command(BaseCommand):
         config = _read_json(options["config"]) if options["config"] else None
         card = _read_json(options["model_card"]) if options["model_card"] else None
         sampling = _read_json(options["sampling"]) if options["sampling"] else None
+        alias = options["alias"]
+        lines: list[str] = []
         try:
-            version = model_version_register(
-                model_name=options["name"],
-                sources=sources,
-                registered_by=user,
-                engine_config=config,
-                model_card=card,
-                sampling_defaults=sampling,
-                expected_sha256=expected or None,
-            )
-            self.stdout.write(f"registered {version}")
-            for weight in version.weights.all():
-                self.stdout.write(f"  {weight.role:<13} {weight.sha256}  {weight.uri}")
-            alias = options["alias"]
-            if alias and alias in PROTECTED_ALIASES:
-                if user is None:
-                    raise CommandError(f"requesting a move of {alias} needs --by USER")
-                move_request = alias_move_request(
+            # One transaction: a refused alias step leaves no half-done registration behind.
+            with transaction.atomic():
+                version = model_version_register(
                     model_name=options["name"],
-                    alias=alias,
-                    version=version.version,
-                    requested_by=user,
-                    reason="requested at registration",
+                    sources=sources,
+                    registered_by=user,
+                    engine_config=config,
+                    model_card=card,
+                    sampling_defaults=sampling,
+                    expected_sha256=expected or None,
                 )
-                self.stdout.write(
-                    f"  requested {options['name']}@{alias} -> {version} as move request "
-                    f"#{move_request.pk}; a model administrator approves it with "
-                    f"manage.py approve_alias_move {move_request.pk} --by USER"
-                )
-            elif alias:
-                alias_move(
-                    model_name=options["name"],
-                    alias=alias,
-                    version=version.version,
-                    moved_by=user,
-                    reason="set at registration",
-                )
-                self.stdout.write(f"  {options['name']}@{alias} -> {version}")
+                lines.append(f"registered {version}")
+                lines += [
+                    f"  {weight.role:<13} {weight.sha256}  {weight.uri}"
+                    for weight in version.weights.all()
+                ]
+                # A person asks for a protected move; without --by the system may only place
+                # a protected alias that does not exist yet (a fresh installation).
+                if alias and alias in PROTECTED_ALIASES and user is not None:
+                    move_request = alias_move_request(
+                        model_name=options["name"],
+                        alias=alias,
+                        version=version.version,
+                        requested_by=user,
+                        reason="requested at registration",
+                    )
+                    lines.append(
+                        f"  requested {options['name']}@{alias} -> {version} as move request "
+                        f"#{move_request.pk}; a model administrator approves it with "
+                        f"manage.py approve_alias_move {move_request.pk} --by USER"
+                    )
+                elif alias:
+                    alias_move(
+                        model_name=options["name"],
+                        alias=alias,
+                        version=version.version,
+                        moved_by=user,
+                        reason="set at registration",
+                    )
+                    lines.append(f"  {options['name']}@{alias} -> {version}")
         except (RegistryError, GovernanceError) as exc:
             raise CommandError(str(exc)) from exc
+        for line in lines:
+            self.stdout.write(line)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
