@@ -160,9 +160,9 @@ STORAGES = {
 
 # --- audit trail ----------------------------------------------------------------------
 # The chain's HMAC key lives outside the database, so whoever can write the database cannot
-# forge a valid chain. Unset, it is derived from DJANGO_SECRET_KEY (itself required when
-# DEBUG is off); set it explicitly so rotating the secret key cannot orphan the chain.
-AUDIT_HMAC_KEY = env.get_str("AUDIT_HMAC_KEY", "")
+# forge a valid chain. Required when DEBUG is off; the embedded default uses a fixed dev key.
+_DEV_AUDIT_KEY = "embedded-default-audit-hmac-key-not-for-production"
+AUDIT_HMAC_KEY = env.get_str("AUDIT_HMAC_KEY", _DEV_AUDIT_KEY if DEBUG else None)
 if AUDIT_HMAC_KEY and len(AUDIT_HMAC_KEY) < 32:
     raise ImproperlyConfigured("AUDIT_HMAC_KEY must be at least 32 characters.")
 # Chain anchors: a separate object-lock bucket on S3, else write-once files under VAR_DIR.

@@ -23,6 +23,7 @@ export CELERY_BROKER_URL=${TEST_CELERY_BROKER_URL:-amqp://guest:guest@127.0.0.1:
 export CELERY_RESULT_BACKEND=${TEST_CELERY_RESULT_BACKEND:-redis://127.0.0.1:6379/1}
 export CACHE_URL=${TEST_CACHE_URL:-redis://127.0.0.1:6379/2}
 export DJANGO_DEBUG=0 DJANGO_SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef
+export AUDIT_HMAC_KEY=test-only-audit-hmac-key-0123456789abcdef
 export VAR_DIR=${VAR_DIR:-$(mktemp -d /tmp/varclip-var.XXXXXX)}
 
 # pytest exits 5 when it collected no tests; set -e turns that into a failure too.

@@ -50,6 +50,7 @@ def test_service_environment_selects_postgres_rabbitmq_and_s3(tmp_path):
             "S3_BUCKET": "b",
             "S3_ENDPOINT_URL": "http://127.0.0.1:9000",
             "DJANGO_SECRET_KEY": "x" * 50,
+            "AUDIT_HMAC_KEY": "k" * 40,
         }
     )
     assert result.returncode == 0, result.stderr
@@ -74,3 +75,11 @@ def test_job_time_limit_must_stay_below_rabbitmq_consumer_timeout(tmp_path):
     result = _settings_under({"VAR_DIR": str(tmp_path), "GENERATION_JOB_TIME_LIMIT": "8000"})
     assert result.returncode != 0
     assert "consumer_timeout" in result.stderr
+
+
+def test_production_without_an_audit_key_fails_loudly(tmp_path):
+    result = _settings_under(
+        {"VAR_DIR": str(tmp_path), "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "x" * 50}
+    )
+    assert result.returncode != 0
+    assert "AUDIT_HMAC_KEY is required" in result.stderr
