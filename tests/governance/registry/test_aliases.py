@@ -240,3 +240,24 @@ def test_registering_with_the_production_alias_places_it_once_then_only_requests
     assert (str(move_request.to_version), move_request.requested_by) == ("fresh:2", registrant)
     assert "as move request #" in capsys.readouterr().out
     assert str(model_version_resolve("fresh@production")) == "fresh:1"
+
+
+def test_the_registrant_cannot_approve_a_production_move_from_the_admin(
+    versions, registrant, model_admin
+):
+    from django.contrib.messages import get_messages
+    from django.test import Client
+    from django.urls import reverse
+
+    move_request = request_v2(model_admin)
+    registrant.is_staff = registrant.is_superuser = True
+    registrant.save()
+    client = Client()
+    client.force_login(registrant)
+    response = client.post(
+        reverse("admin:registry_aliasmoverequest_changelist"),
+        {"action": "approve_selected", "_selected_action": [move_request.pk]},
+    )
+    (message,) = [str(m) for m in get_messages(response.wsgi_request)]
+    assert "reggie registered shapes:2 and cannot approve" in message
+    assert str(model_version_resolve("shapes@production")) == "shapes:1"
