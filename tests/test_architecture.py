@@ -43,6 +43,8 @@ def test_web_process_never_imports_torch():
         "from django.urls import get_resolver; from django.test import Client;"
         "import config.urls, config.wsgi;"
         "[get_resolver().resolve(p) for p in ('/api/v1/jobs/', '/api/v1/health/')];"
+        "from generation.engine.tokenizer import default_tokenizer;"
+        "assert default_tokenizer().count('a red circle') == 5;"
         "print('torch' in sys.modules)"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}

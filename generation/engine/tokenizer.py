@@ -10,15 +10,18 @@ import dataclasses
 import functools
 import gzip
 import html
-import importlib.resources
+import importlib.util
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import regex
-import torch
 
 from generation.engine.errors import EngineTypeError
+
+if TYPE_CHECKING:  # the web process lints captions without loading torch
+    import torch
 
 CONTEXT_LENGTH = 77
 SOT_TOKEN = "<start_of_text>"
@@ -30,7 +33,11 @@ NUM_MERGES = 49408 - 2 * 256 - 2
 
 def bpe_vocab_path() -> Path:
     """The BPE merges file shipped inside the open_clip package (nothing is downloaded)."""
-    return Path(str(importlib.resources.files("open_clip") / "bpe_simple_vocab_16e6.txt.gz"))
+    # find_spec locates the package without importing it (importing open_clip imports torch).
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("open_clip_torch is not installed; it ships the CLIP BPE file")
+    return Path(spec.origin).parent / "bpe_simple_vocab_16e6.txt.gz"
 
 
 @functools.lru_cache(maxsize=1)
@@ -157,6 +164,8 @@ class ClipTokenizer:
         if isinstance(captions, str) or not isinstance(captions, Sequence):
             raise EngineTypeError("captions must be a sequence of str")
         T = self.context_length
+        import torch
+
         ids_NT = torch.zeros(len(captions), T, dtype=torch.long)
         truncated, counts = [], []
         for n, caption in enumerate(captions):
