@@ -31,10 +31,13 @@ class ResnetBlock(nn.Module):
         self.nin_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else None
 
     def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
-        h1 = self.conv1(F.silu(self.norm1(x_BCHW)))
-        h: torch.Tensor = self.conv2(F.silu(self.norm2(h1)))
+        # In-place SiLU on the fresh GroupNorm output saves a full-size activation at inference;
+        # training needs that input for the backward pass.
+        inplace = not torch.is_grad_enabled()
+        h1 = self.conv1(F.silu(self.norm1(x_BCHW), inplace=inplace))
+        h: torch.Tensor = self.conv2(F.silu(self.norm2(h1), inplace=inplace))
         skip: torch.Tensor = x_BCHW if self.nin_shortcut is None else self.nin_shortcut(x_BCHW)
-        return skip + h
+        return h.add_(skip) if inplace else skip + h
 
 
 class AttnBlock(nn.Module):
@@ -54,7 +57,7 @@ class AttnBlock(nn.Module):
         out_B1NC = F.scaled_dot_product_attention(q, k, v)
         out_BCHW = out_B1NC.squeeze(1).transpose(1, 2).reshape(B, C, H, W)  # B(HW)C -> BCHW
         proj_BCHW: torch.Tensor = self.proj_out(out_BCHW)
-        return x_BCHW + proj_BCHW
+        return proj_BCHW.add_(x_BCHW) if not torch.is_grad_enabled() else x_BCHW + proj_BCHW
 
 
 class Downsample(nn.Module):
@@ -141,7 +144,9 @@ class Encoder(nn.Module):
             h = level.blocks(h)
             if level.downsample is not None:
                 h = level.downsample(h)
-        return self.conv_out(F.silu(self.norm_out(self.mid(h))))  # type: ignore[no-any-return]
+        h = F.silu(self.norm_out(self.mid(h)), inplace=not torch.is_grad_enabled())
+        z_BChw: torch.Tensor = self.conv_out(h)
+        return z_BChw
 
 
 class Decoder(nn.Module):
@@ -173,7 +178,9 @@ class Decoder(nn.Module):
             h = level.blocks(h)
             if level.upsample is not None:
                 h = level.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))  # type: ignore[no-any-return]
+        h = F.silu(self.norm_out(h), inplace=not torch.is_grad_enabled())
+        img_B3HW: torch.Tensor = self.conv_out(h)
+        return img_B3HW
 
 
 class VQVAE(nn.Module):
@@ -193,11 +200,11 @@ class VQVAE(nn.Module):
         self.decode_channels_last = False
 
     def prepare_decoder(self, dtype: torch.dtype, channels_last: bool) -> None:
-        """Put post_quant_conv and the decoder in `dtype` and (optionally) channels_last layout."""
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        """Cast post_quant_conv and the decoder to `dtype`; decode channels_last if asked."""
+        # Only activations change layout: oneDNN handles the weights, and converting them would
+        # keep a second copy resident next to the memory-mapped checkpoint.
         for module in (self.post_quant_conv, self.decoder):
             module.to(dtype=dtype)
-            module.to(memory_format=fmt)
         self.decode_channels_last = channels_last
 
     def encode_features(self, img_B3HW: torch.Tensor) -> torch.Tensor:
