@@ -12,44 +12,22 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from generation.models import GenerationJob, JobStatus
+from tests.workers import CeleryWorker, declare_and_purge_queue
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
 def celery_worker(transactional_db, tmp_path):
     """A real Celery worker process consuming the gpu queue of RabbitMQ."""
-    from config.celery import app
-
-    queue = app.amqp.queues[settings.GENERATION_QUEUE]
-    with app.connection_for_write() as conn:
-        bound = queue(conn.default_channel)
-        bound.declare()
-        bound.purge()
-    env = {**os.environ, "DATABASE_URL": _database_url(), "VAR_DIR": str(tmp_path)}
-    log = (tmp_path / "worker.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", settings.GENERATION_QUEUE,
-         "--pool", "solo", "--concurrency", "1", "--loglevel", "INFO", "--without-heartbeat",
-         "--without-gossip", "--without-mingle", "-n", f"e2e-{os.getpid()}@localhost"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    declare_and_purge_queue()
+    worker = CeleryWorker(tmp_path, "e2e")
+    worker.start()
+    yield worker
+    worker.stop()
     connection.close()
 
 
@@ -72,8 +50,9 @@ def test_api_job_runs_on_the_celery_worker_and_lands_in_s3_and_postgres(
     )
     assert response.status_code == 201, response.content
     job = _wait_for(response.json()["id"])
-    log = (tmp_path / "worker.log").read_text()
-    assert job.status == JobStatus.SUCCEEDED, f"{job.failure_reason}\n{log[-3000:]}"
+    assert job.status == JobStatus.SUCCEEDED, (
+        f"{job.failure_reason}\n{celery_worker.logs()[-3000:]}"
+    )
     assert job.worker.startswith("e2e-")
     detail = api.get(f"/api/v1/jobs/{job.id}/").json()
     assert detail["progress"] == 1.0 and detail["scales_done"] == detail["scales_total"] == 4
