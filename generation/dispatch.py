@@ -39,6 +39,21 @@ def dispatch_job(*, job_id: Any, priority: int = 5) -> None:
         log.warning("dispatch of job %s failed (%s); the sweeper will retry", job_id, exc)
 
 
+def queued_message_count() -> int:
+    """Messages waiting in the gpu queue (0 for the in-process worker or when unknown)."""
+    if settings.GENERATION_WORKER == "inprocess":
+        return 0
+    from config.celery import app
+
+    try:
+        with app.connection_for_read() as conn:
+            declared = conn.default_channel.queue_declare(settings.GENERATION_QUEUE, passive=True)
+        return int(declared.message_count)
+    except Exception as exc:  # unknown backlog: the caller then re-sends every waiting job
+        log.warning("cannot read the length of queue %s: %s", settings.GENERATION_QUEUE, exc)
+        return 0
+
+
 def _inprocess_submit(job_id: str) -> Future[None]:
     global _executor
     with _executor_lock:

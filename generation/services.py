@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from generation.dispatch import dispatch_job
+from generation.dispatch import dispatch_job, queued_message_count
 from generation.models import GenerationJob, JobStatus, Output
 from generation.sampling_settings import validate_sampling_settings
 from generation.storage import StorageError, StorageUnavailable, content_key, get_store, sha256_hex
@@ -339,8 +339,14 @@ def jobs_sweep() -> dict[str, int]:
             counts["recovered"] += 1
     waiting = GenerationJob.objects.filter(
         status=JobStatus.QUEUED, dispatched_at__lt=redispatch_before
-    ).values_list("id", "priority")
-    for job_id, priority in waiting:
+    ).order_by("dispatched_at")
+    # A backlog is not a loss: while the broker still holds at least as many messages as
+    # there are waiting jobs, every one may still have its message, so only the surplus of
+    # waiting jobs over queued messages is sent again (the oldest first).
+    backlog = queued_message_count()
+    if backlog:
+        waiting = waiting[: max(0, waiting.count() - backlog)]
+    for job_id, priority in waiting.values_list("id", "priority"):
         GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(dispatched_at=now)
         dispatch_job(job_id=job_id, priority=priority)
         counts["redispatched"] += 1

@@ -294,3 +294,18 @@ def test_cancelling_one_job_of_a_batch_keeps_the_others(requester, model_version
     assert GenerationJob.objects.get(pk=keep.id).status == JobStatus.SUCCEEDED
     assert GenerationJob.objects.get(pk=drop.id).status == JobStatus.CANCELLED
     assert not Output.objects.filter(job_id=drop.id).exists()
+
+
+def test_sweeper_resends_only_the_jobs_the_broker_backlog_cannot_cover(
+    requester, model_version, _no_dispatch, settings
+):
+    jobs = [_job(requester, seed=i) for i in range(5)]
+    _no_dispatch.reset_mock()
+    old = timezone.now() - timedelta(seconds=settings.GENERATION_REDISPATCH_AFTER + 5)
+    GenerationJob.objects.filter(pk__in=[j.id for j in jobs]).update(dispatched_at=old)
+    with mock.patch("generation.services.queued_message_count", return_value=3):
+        assert jobs_sweep()["redispatched"] == 2
+    with mock.patch("generation.services.queued_message_count", return_value=0):
+        # an empty queue covers nobody: the three not re-sent yet go now; the two are fresh
+        assert jobs_sweep()["redispatched"] == 3
+        assert jobs_sweep()["redispatched"] == 0
