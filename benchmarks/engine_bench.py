@@ -192,6 +192,25 @@ def run_worker(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def run_calibration(job: dict[str, Any]) -> dict[str, Any]:
+    """Float32 matmul throughput right now: how much of the machine this run actually got."""
+    device = torch.device(job["device"])
+    n = 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    sync(device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(10):
+        a @ b
+    sync(device)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "kind": "calibration",
+        "gflops_wall": 10 * 2 * n**3 / wall / 1e9,
+        "cpu_over_wall": cpu / wall,
+    }
+
+
 @torch.inference_mode()
 def run_decoder_error(job: dict[str, Any]) -> dict[str, Any]:
     """Max/mean pixel difference of the bf16 (and channels_last) decoder against fp32."""
@@ -373,7 +392,13 @@ def main() -> int:
 
     if args.worker:
         job = json.loads(args.worker)
-        result = run_decoder_error(job) if job.get("kind") == "decoder" else run_worker(job)
+        kind = job.get("kind")
+        if kind == "decoder":
+            result = run_decoder_error(job)
+        elif kind == "calibration":
+            result = run_calibration(job)
+        else:
+            result = run_worker(job)
         print(json.dumps(result))
         return 0
 
@@ -384,6 +409,8 @@ def main() -> int:
             print(f"writing a random-weight {args.preset} checkpoint to {ckpt} ...", flush=True)
             config = VarClipConfig.from_preset(args.preset)
             TextToImagePipeline.from_config(config, seed=0).save_pretrained(ckpt)
+        calibration = [spawn({"kind": "calibration", "device": args.device}, args.timeout)]
+        print(f"calibration: {json.dumps(calibration[0])}", flush=True)
         rows = []
         for job in plan(args):
             job["ckpt"] = str(ckpt)
@@ -401,6 +428,7 @@ def main() -> int:
             },
             args.timeout,
         )
+        calibration.append(spawn({"kind": "calibration", "device": args.device}, args.timeout))
     report = {
         "command": " ".join(sys.argv),
         "torch": torch.__version__,
@@ -412,6 +440,7 @@ def main() -> int:
         "rows": rows,
         "ratios": ratios(rows),
         "decoder": decoder,
+        "calibration_start_end": calibration,
     }
     print()
     print(table(rows, args.device, args.peak_tflops))
@@ -420,6 +449,9 @@ def main() -> int:
         print(line)
     print()
     print("decoder vs fp32:", json.dumps(decoder, indent=1))
+    print(
+        "fp32 2048^3 matmul GFLOP/s at start and end:", [c.get("gflops_wall") for c in calibration]
+    )
     print(
         f"load average start {load_start}, end {report['load_average_end']}, "
         f"total {report['total_s']:.0f} s"

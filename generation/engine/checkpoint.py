@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
 import pickle
 import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -94,6 +94,33 @@ def check_finite(tensors: Mapping[str, torch.Tensor], where: str) -> None:
         raise CheckpointError(f"{where}: non-finite values in {_names(bad)}")
 
 
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def _safetensors_header(fh: BinaryIO, path: Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of a safetensors file (name -> dtype, shape, offsets) and the data start."""
+    try:
+        size = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(size))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a safetensors file ({exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file")
+    header.pop("__metadata__", None)
+    return header, 8 + size
+
+
 def load_module(
     module: nn.Module,
     path: Path,
@@ -101,20 +128,44 @@ def load_module(
     device: torch.device,
     dtype: torch.dtype,
     skip_prefixes: tuple[str, ...] = (),
+    dtype_overrides: Mapping[str, torch.dtype] | None = None,
 ) -> None:
-    """Strictly load a safetensors file into `module` (which may live on the meta device)."""
+    """Strictly load a safetensors file into `module` (which may live on the meta device);
+    floats become `dtype`, or `dtype_overrides[prefix]` for keys starting with that prefix."""
     if not path.is_file():
         raise CheckpointError(f"missing checkpoint file {path}")
     expected = {k: v.shape for k, v in module.state_dict().items()}
-    with safe_open(str(path), framework="pt", device="cpu") as fh:
-        keys = [k for k in fh.keys() if not k.startswith(skip_prefixes)]  # noqa: SIM118
-        shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in keys}
-        check_state_dict(expected, shapes, str(path))
-        tensors = {}
+    tensors = {}
+    # Plain reads, one tensor at a time, rather than a memory map: a mapped file stays resident
+    # as a whole while any tensor from it lives, so converted or skipped tensors would still
+    # count towards the process's memory.
+    with open(path, "rb") as fh:
+        header, data_start = _safetensors_header(fh, path)
+        keys = [k for k in header if not k.startswith(skip_prefixes)]
+        check_state_dict(expected, {k: tuple(header[k]["shape"]) for k in keys}, str(path))
         for k in keys:
-            t = fh.get_tensor(k)
+            info = header[k]
+            stored = _SAFETENSORS_DTYPES.get(info["dtype"])
+            if stored is None:
+                raise CheckpointError(f"{path}: {k} has unsupported dtype {info['dtype']}")
+            begin, end = info["data_offsets"]
+            numel = math.prod(info["shape"])
+            if end - begin != numel * stored.itemsize:
+                raise CheckpointError(f"{path}: {k} has {end - begin} bytes for {info['shape']}")
+            if numel == 0:
+                t = torch.empty(info["shape"], dtype=stored)
+            else:
+                raw = bytearray(end - begin)
+                fh.seek(data_start + begin)
+                if fh.readinto(raw) != len(raw):
+                    raise CheckpointError(f"{path}: file ends inside {k}")
+                t = torch.frombuffer(raw, dtype=stored).reshape(info["shape"])
             check_finite({k: t}, str(path))
-            tensors[k] = t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+            want = dtype
+            for prefix, override in (dtype_overrides or {}).items():
+                if k.startswith(prefix):
+                    want = override
+            tensors[k] = t.to(device=device, dtype=want if t.is_floating_point() else t.dtype)
     module.load_state_dict(tensors, strict=True, assign=True)
 
 

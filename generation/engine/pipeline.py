@@ -31,6 +31,7 @@ VQVAE_FILE = "vqvae.safetensors"
 TRANSFORMER_FILE = "transformer.safetensors"
 TEXT_ENCODER_FILE = "text_encoder.safetensors"
 ENCODER_PREFIXES = ("encoder.", "quant_conv.")
+DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
 SUPPORTED_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
@@ -120,7 +121,7 @@ class TextToImagePipeline:
         self.config = config
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.decoder_dtype = resolve_dtype(decoder_dtype or torch.float32, self.device)
+        self.decoder_dtype = resolve_dtype(decoder_dtype or self.dtype, self.device)
         self.tokenizer = tokenizer or default_tokenizer()
         self.transformer = transformer.to(self.device, self.dtype).eval().requires_grad_(False)
         self.text_encoder = None
@@ -182,13 +183,21 @@ class TextToImagePipeline:
             raise CheckpointError(f"{root / CONFIG_FILE}: {exc}") from exc
         target = resolve_device(device)
         resolve_dtype(dtype, target)
+        decoder_dtype = resolve_dtype(decoder_dtype or dtype, target)
         with torch.device("meta"):
             vqvae = VQVAE(config.vqvae, with_encoder=False)
             transformer = build_transformer(config)
             text = ClipTextEncoder(config.text_encoder) if config.text_encoder is not None else None
-        f32 = torch.float32
+        # The quantizer stays float32; the decoder is read straight into its own dtype so that
+        # no second copy of its weights is made.
+        decoder_overrides = dict.fromkeys(DECODER_PREFIXES, decoder_dtype)
         load_module(
-            vqvae, root / VQVAE_FILE, device=target, dtype=f32, skip_prefixes=ENCODER_PREFIXES
+            vqvae,
+            root / VQVAE_FILE,
+            device=target,
+            dtype=torch.float32,
+            skip_prefixes=ENCODER_PREFIXES,
+            dtype_overrides=decoder_overrides,
         )
         load_module(transformer, root / TRANSFORMER_FILE, device=target, dtype=dtype)
         if text is not None:
