@@ -89,6 +89,9 @@ class AuditEvent(models.Model):
             models.Index(fields=["target_type", "target_id", "sequence"], name="audit_target_seq"),
             models.Index(fields=["occurred_at"], name="audit_occurred_at"),
             models.Index(fields=["request_id"], name="audit_request_id"),
+            # Searching by username (issue 9); the trigram indexes for text search are
+            # PostgreSQL-only and live in migration 0003 alone.
+            models.Index(fields=["actor_username", "sequence"], name="audit_actor_name_seq"),
         ]
         triggers = [
             _refuse("append_only", pgtrigger.Update | pgtrigger.Delete),
