@@ -28,7 +28,11 @@ def _configure_reliability(sender: Celery, **_: object) -> None:
             Queue("default"),
             Queue(queue, queue_arguments={"x-max-priority": 10}),
         ),
-        task_routes={"generation.tasks.run_generation_job": {"queue": queue}},
+        task_routes={
+            "generation.tasks.run_generation_job": {"queue": queue},
+            # Replays run the engine, so they go where the GPU workers listen.
+            "generation.tasks.replay_sample_outputs": {"queue": queue},
+        },
         # A job is acknowledged only after it finished, and a worker killed mid-job gives
         # its message back: acks_late alone lost 5 of 30 jobs to 5 kills when measured.
         task_acks_late=True,
@@ -51,6 +55,14 @@ def _configure_reliability(sender: Celery, **_: object) -> None:
             "anchor-audit-chain": {
                 "task": "governance.audit.tasks.anchor_audit_chain",
                 "schedule": float(settings.AUDIT_ANCHOR_INTERVAL),
+            },
+            "purge-rejected-outputs": {
+                "task": "governance.approvals.tasks.purge_rejected_outputs",
+                "schedule": float(settings.RETENTION_PURGE_INTERVAL),
+            },
+            "replay-sample-outputs": {
+                "task": "generation.tasks.replay_sample_outputs",
+                "schedule": float(settings.REPLAY_INTERVAL),
             },
         },
     )

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "governance.audit",
     "governance.registry",
     "governance.captions",
+    "governance.approvals",
     "generation",
 ]
 
@@ -177,6 +178,22 @@ AUDIT_ANCHOR_RETENTION_DAYS = env.get_int(
 )
 AUDIT_ANCHOR_INTERVAL = env.get_int("AUDIT_ANCHOR_INTERVAL", 3600, min_value=60)
 AUDIT_ANCHOR_ROOT = VAR_DIR / "audit-anchors"
+
+# --- provenance, retention, replay ---------------------------------------------------------
+# Every stored PNG carries a record signed with an Ed25519 key derived from this secret
+# (generation/provenance.py). Required when DEBUG is off; the embedded default uses a dev key.
+_DEV_PROVENANCE_KEY = "embedded-default-provenance-key-not-for-production"
+PROVENANCE_SIGNING_KEY = env.get_str(
+    "PROVENANCE_SIGNING_KEY", _DEV_PROVENANCE_KEY if DEBUG else None
+)
+if len(PROVENANCE_SIGNING_KEY) < 32:
+    raise ImproperlyConfigured("PROVENANCE_SIGNING_KEY must be at least 32 characters.")
+# Rejected outputs lose their image this many days after the rejection (legal holds excepted).
+RETENTION_REJECTED_DAYS = env.get_int("RETENTION_REJECTED_DAYS", 30, min_value=0)
+RETENTION_PURGE_INTERVAL = env.get_int("RETENTION_PURGE_INTERVAL", 3600, min_value=60)
+# The beat schedule replays this many random outputs every REPLAY_INTERVAL seconds.
+REPLAY_SAMPLE_SIZE = env.get_int("REPLAY_SAMPLE_SIZE", 3, min_value=0, max_value=1000)
+REPLAY_INTERVAL = env.get_int("REPLAY_INTERVAL", 86400, min_value=60)
 
 # --- Celery and the generation worker -------------------------------------------------
 CELERY_BROKER_URL = env.get_url("CELERY_BROKER_URL", None, ("amqp", "amqps", "redis", "memory"))

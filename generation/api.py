@@ -7,7 +7,7 @@ from django.http import FileResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,17 +18,24 @@ from generation.models import GenerationJob, JobStatus, Output
 from generation.serializers import JobCreateInputSerializer, JobSerializer, OutputSerializer
 from generation.services import JobInputError, job_cancel, job_create
 from generation.storage import get_store
+from governance.approvals import selectors
 
 
 def visible_jobs(request: Request) -> QuerySet[GenerationJob]:
-    """Jobs the user may see: their own, or all of them for staff."""
-    jobs = GenerationJob.objects.select_related("model_version__model", "created_by", "output")
-    return jobs if request.user.is_staff else jobs.filter(created_by=request.user)
+    """Jobs the user may see (governance.approvals.selectors decides)."""
+    return selectors.visible_jobs(request.user)
 
 
 def visible_outputs(request: Request) -> QuerySet[Output]:
-    outputs = Output.objects.select_related("model_version__model")
-    return outputs if request.user.is_staff else outputs.filter(job__created_by=request.user)
+    """Outputs whose record the user may see; downloads are narrower (approved only)."""
+    return selectors.visible_outputs(request.user)
+
+
+def _withheld(output: Output) -> str:
+    if output.purged_at is not None:
+        return "this output's image was purged by retention; its record remains"
+    status = output.get_review_status_display().lower()
+    return f"this output is {status}; only approved outputs are released for download"
 
 
 class JobListCreateApi(ListAPIView):
@@ -103,6 +110,8 @@ class OutputDownloadApi(APIView):
     @extend_schema(responses={(200, "image/png"): serializers.FileField(), 302: None})
     def get(self, request: Request, output_id: str) -> FileResponse | HttpResponseRedirect:
         output = get_object_or_404(visible_outputs(request), pk=output_id)
+        if not selectors.downloadable_outputs(request.user).filter(pk=output.pk).exists():
+            raise PermissionDenied(_withheld(output))
         store = get_store()
         filename = f"{output.id}.png"
         url = store.download_url(output.storage_key, filename)

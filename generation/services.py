@@ -22,6 +22,8 @@ from generation.dispatch import dispatch_job, queued_message_count
 from generation.models import GenerationJob, JobStatus, Output
 from generation.sampling_settings import validate_sampling_settings
 from generation.storage import StorageError, StorageUnavailable, content_key, get_store, sha256_hex
+from governance.audit.actions import AuditAction
+from governance.audit.services import audit_append
 from governance.registry.services import model_version_resolve
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ class GeneratedImageLike(Protocol):
     height: int
     token_count: int
     truncated: bool
+    output_id: Any  # fixed before encoding, because the signed record in the PNG names it
+    pixels_sha256: str
+    pixels: Any
 
 
 class JobInputError(ValueError):
@@ -67,8 +72,13 @@ def job_create(
     seed: int | None = None,
     sampling: dict[str, Any] | None = None,
     priority: int = 5,
+    request: Any = None,
+    variation: int | None = None,
 ) -> GenerationJob:
-    """Validate, resolve the model alias to a fixed version, save and dispatch after commit."""
+    """Validate, resolve the model alias to a fixed version, save and dispatch after commit.
+
+    ``request`` and ``variation`` link the job to a generation request (governance.approvals).
+    """
     from governance.registry.services import RegistryError
 
     errors: dict[str, str] = {}
@@ -105,6 +115,23 @@ def job_create(
             model_reference=reference,
             priority=priority,
             dispatched_at=timezone.now(),
+            request=request,
+            variation=variation,
+        )
+        audit_append(
+            actor=created_by,
+            action=AuditAction.JOB_CREATED,
+            target_type="job",
+            target_id=job.id,
+            payload={
+                "request": str(request.pk) if request is not None else None,
+                "variation": variation,
+                "model_version": str(version),
+                "model_reference": reference,
+                "seed": job.seed,
+                "sampling": job.sampling,
+                "caption": job.caption,
+            },
         )
         transaction.on_commit(lambda: dispatch_job(job_id=job.id, priority=priority))
     return job
@@ -119,6 +146,7 @@ def job_cancel(*, job_id: Any) -> GenerationJob:
             job.status = JobStatus.CANCELLED
             job.finished_at = timezone.now()
             job.save(update_fields=["status", "finished_at"])
+            _audit_job(AuditAction.JOB_CANCELLED, job.id, {"while": JobStatus.QUEUED.value})
         elif job.status == JobStatus.RUNNING:
             job.cancel_requested = True
             job.save(update_fields=["cancel_requested"])
@@ -138,6 +166,12 @@ def job_fail(*, job_id: Any, reason: str) -> None:
         job.failure_reason = reason[:2000]
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "failure_reason", "finished_at"])
+        _audit_job(AuditAction.JOB_FAILED, job.id, {"reason": job.failure_reason[:500]})
+
+
+def _audit_job(action: AuditAction, job_id: Any, payload: dict[str, Any]) -> None:
+    # The worker acts for the system: no person is the actor of a job's progress.
+    audit_append(actor=None, action=action, target_type="job", target_id=job_id, payload=payload)
 
 
 def _claim(job_id: Any, worker: str) -> GenerationJob | None:
@@ -255,13 +289,15 @@ def job_execute(*, job_id: Any, worker: str, max_batch: int | None = None) -> st
         for job in runnable:
             job_fail(job_id=job.id, reason=str(exc))
         return _status_of(primary.id)
-    # 3. store each image under its content address, then record it
+    # 3. store each image under its content address, record it, then run the output checks
     for index, (job, image) in enumerate(zip(runnable, images, strict=True)):
         if job.id in progress.cancelled:
             _finish_cancelled(job.id)
             continue
         try:
-            _store_and_record(job, image)
+            output = _store_and_record(job, image)
+            if output is not None:
+                _run_checks(output, image)
         except StorageUnavailable as exc:
             reason = f"object store unavailable: {exc}"
             for unfinished in runnable[index:]:
@@ -276,12 +312,14 @@ def _status_of(job_id: Any) -> str:
     return str(GenerationJob.objects.values_list("status", flat=True).get(pk=job_id))
 
 
-def _store_and_record(job: GenerationJob, image: GeneratedImageLike) -> None:
+def _store_and_record(job: GenerationJob, image: GeneratedImageLike) -> Output | None:
+    """Upload the PNG, then record the output; None when another delivery recorded it first."""
     digest = sha256_hex(image.png)
     stored = get_store().put(content_key(digest), image.png, digest, "image/png")
     try:
         with transaction.atomic():
-            Output.objects.create(
+            output = Output.objects.create(
+                id=image.output_id,
                 job=job,
                 caption=job.caption,
                 seed=job.seed,
@@ -292,26 +330,71 @@ def _store_and_record(job: GenerationJob, image: GeneratedImageLike) -> None:
                 size_bytes=stored.size,
                 width=image.width,
                 height=image.height,
+                pixels_sha256=image.pixels_sha256,
             )
             GenerationJob.objects.filter(pk=job.id).update(
                 caption_tokens=image.token_count, caption_truncated=image.truncated
             )
-            _finish_succeeded(job.id)
+            _finish_succeeded(job.id, output=output)
+            audit_append(
+                actor=None,
+                action=AuditAction.OUTPUT_CREATED,
+                target_type="output",
+                target_id=output.id,
+                payload={
+                    "job": str(job.id),
+                    "request": str(job.request_id) if job.request_id else None,
+                    "model_version": str(job.model_version),
+                    "seed": job.seed,
+                    "sha256": output.sha256,
+                    "pixels_sha256": output.pixels_sha256,
+                    "storage_key": output.storage_key,
+                },
+            )
     except IntegrityError:
         # Another delivery of this job recorded its output first; one output per job stands.
         _finish_succeeded(job.id)
+        return None
+    return output
 
 
-def _finish_succeeded(job_id: Any) -> None:
-    GenerationJob.objects.filter(pk=job_id).exclude(status=JobStatus.SUCCEEDED).update(
-        status=JobStatus.SUCCEEDED, progress=1.0, finished_at=timezone.now(), failure_reason=""
-    )
+def _run_checks(output: Output, image: GeneratedImageLike) -> None:
+    from generation.checks import output_checks_run
+
+    try:
+        output_checks_run(output=output, png=image.png, pixels=image.pixels)
+    except Exception:
+        # The output is stored and recorded; failing checks must not fail the job. The
+        # review queue shows the output without check results, and the log says why.
+        log.exception("output checks of %s could not be recorded", output.id)
+
+
+def _finish_succeeded(job_id: Any, output: Output | None = None) -> None:
+    with transaction.atomic():
+        moved = (
+            GenerationJob.objects.filter(pk=job_id)
+            .exclude(status=JobStatus.SUCCEEDED)
+            .update(
+                status=JobStatus.SUCCEEDED,
+                progress=1.0,
+                finished_at=timezone.now(),
+                failure_reason="",
+            )
+        )
+        if moved:
+            found = output or Output.objects.filter(job_id=job_id).only("id").first()
+            _audit_job(
+                AuditAction.JOB_SUCCEEDED, job_id, {"output": str(found.id) if found else None}
+            )
 
 
 def _finish_cancelled(job_id: Any) -> None:
-    GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-        status=JobStatus.CANCELLED, finished_at=timezone.now()
-    )
+    with transaction.atomic():
+        moved = GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+            status=JobStatus.CANCELLED, finished_at=timezone.now()
+        )
+        if moved:
+            _audit_job(AuditAction.JOB_CANCELLED, job_id, {"while": JobStatus.RUNNING.value})
 
 
 def _requeue(job_id: Any, reason: str) -> None:

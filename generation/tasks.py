@@ -31,3 +31,13 @@ def run_generation_job(self: Task, job_id: str) -> str:
 def sweep_stale_jobs() -> dict[str, int]:
     """Periodic: re-dispatch lost jobs and recover jobs whose worker died."""
     return jobs_sweep()
+
+
+@shared_task(acks_late=False)
+def replay_sample_outputs() -> dict[str, int]:
+    """Periodic, on the gpu queue: replay a random sample of outputs and record any drift."""
+    from collections import Counter
+
+    from generation.replay import replay_sample
+
+    return dict(Counter(str(replay.outcome) for replay in replay_sample()))

@@ -10,18 +10,25 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from django.conf import settings
 
+from generation.provenance import (
+    output_id_for,
+    png_with_provenance,
+    provenance_record,
+    weights_digest,
+)
 from generation.services import PermanentJobError
-from governance.registry.models import WEIGHT_FILENAMES, ModelVersion
+from governance.registry.models import WEIGHT_FILENAMES, ModelVersion, WeightFile
 from governance.registry.services import WeightsUnavailable, weights_verify
 
 if TYPE_CHECKING:
-    from generation.engine.pipeline import TextToImagePipeline
+    from generation.engine.pipeline import GenerationResult, TextToImagePipeline
     from generation.models import GenerationJob
 
 _CACHE_SIZE = 2
@@ -31,13 +38,16 @@ _cache_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    """A PNG ready to store, with what the engine reported about the caption."""
+    """A signed PNG ready to store, with what the engine reported about the caption."""
 
     png: bytes
     width: int
     height: int
     token_count: int
     truncated: bool
+    output_id: UUID
+    pixels_sha256: str
+    pixels: Any = field(repr=False, compare=False)  # H x W x 3 uint8, for the output checks
 
 
 def load_pipeline(model_version: ModelVersion) -> TextToImagePipeline:
@@ -93,10 +103,10 @@ def encode_png(image_HW3: object, metadata: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
-def generate_pngs(
-    jobs: Sequence[GenerationJob], progress: Callable[[int, int], None]
-) -> list[GeneratedImage]:
-    """Generate the jobs' images in one engine batch (same model version and settings)."""
+def generate_images(
+    jobs: Sequence[GenerationJob], progress: Callable[[int, int], None] | None = None
+) -> GenerationResult:
+    """Run the jobs through the engine in one batch (same model version and settings)."""
     from generation.engine.errors import EngineInputError
     from generation.engine.pipeline import SamplingSettings
 
@@ -109,29 +119,64 @@ def generate_pngs(
     pipeline = load_pipeline(first.model_version)
     try:
         sampling = SamplingSettings.from_dict(first.sampling)
-        result = pipeline.generate(
+        return pipeline.generate(
             [job.caption for job in jobs], [job.seed for job in jobs], sampling, progress=progress
         )
     except EngineInputError as exc:
         raise PermanentJobError(f"the engine refused the request: {exc}") from exc
+
+
+def generate_pngs(
+    jobs: Sequence[GenerationJob], progress: Callable[[int, int], None]
+) -> list[GeneratedImage]:
+    """Generate the jobs' images in one engine batch, each PNG carrying its signed record."""
+    result = generate_images(jobs, progress)
+    weights = weights_digest(
+        dict(
+            WeightFile.objects.filter(model_version=jobs[0].model_version).values_list(
+                "role", "sha256"
+            )
+        )
+    )
+    templates = _template_versions(jobs)
     images = []
     for index, job in enumerate(jobs):
         image = result.images[index]
-        metadata = {
-            "varclip:job": str(job.id),
-            "varclip:model_version": str(job.model_version),
-            "varclip:record": json.dumps(
-                {"caption": job.caption, "seed": job.seed, "sampling": job.sampling},
-                sort_keys=True,
-            ),
-        }
+        output_id = output_id_for(job.id)
+        record = provenance_record(
+            output_id=output_id,
+            job_id=job.id,
+            request_id=job.request_id,
+            template_version=templates.get(job.request_id) if job.request_id else None,
+            model_version=str(job.model_version),
+            weights_sha256=weights,
+            seed=job.seed,
+            sampling=job.sampling,
+        )
+        png, pixels_digest = png_with_provenance(image, record)
         images.append(
             GeneratedImage(
-                png=encode_png(image, metadata),
+                png=png,
                 width=int(image.shape[1]),
                 height=int(image.shape[0]),
                 token_count=int(result.token_counts[index]),
                 truncated=bool(result.truncated[index]),
+                output_id=output_id,
+                pixels_sha256=pixels_digest,
+                pixels=image,
             )
         )
     return images
+
+
+def _template_versions(jobs: Sequence[GenerationJob]) -> dict[Any, str]:
+    """Map each request id of the batch to its template version's name, e.g. ``shapes:2``."""
+    from governance.approvals.models import GenerationRequest
+
+    request_ids = {job.request_id for job in jobs if job.request_id}
+    if not request_ids:
+        return {}
+    rows = GenerationRequest.objects.filter(pk__in=request_ids).values_list(
+        "pk", "template_version__template__name", "template_version__number"
+    )
+    return {pk: f"{name}:{number}" for pk, name, number in rows}

@@ -85,6 +85,32 @@ def outsider(db: None):  # type: ignore[no-untyped-def]
     return get_user_model().objects.create_user("oscar", password="pw-oscar-123456")
 
 
+def _persona(username: str, role: str):  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    from governance.roles import role_grant
+
+    # No password: hashing one costs ~0.3 s, and tests sign in with force_login.
+    user = get_user_model().objects.create_user(username)
+    role_grant(user=user, role=role, granted_by=None)
+    return user
+
+
+@pytest.fixture
+def reviewer(db: None):  # type: ignore[no-untyped-def]
+    return _persona("rory", "reviewer")
+
+
+@pytest.fixture
+def auditor(db: None):  # type: ignore[no-untyped-def]
+    return _persona("audrey", "auditor")
+
+
+@pytest.fixture
+def model_admin(db: None):  # type: ignore[no-untyped-def]
+    return _persona("mia", "model_admin")
+
+
 @pytest.fixture
 def api(requester) -> APIClient:  # type: ignore[no-untyped-def]
     client = APIClient()

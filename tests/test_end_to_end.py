@@ -15,6 +15,7 @@ import pytest
 from django.db import connection
 
 from generation.models import GenerationJob, JobStatus
+from governance.approvals.services import review_decide
 from tests.workers import CeleryWorker, declare_and_purge_queue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def _wait_for(job_id, timeout: float = 180.0) -> GenerationJob:
 
 @pytest.mark.services
 def test_api_job_runs_on_the_celery_worker_and_lands_in_s3_and_postgres(
-    celery_worker, api, model_version, s3_bucket, tmp_path
+    celery_worker, api, model_version, s3_bucket, tmp_path, reviewer
 ):
     response = api.post(
         "/api/v1/jobs/", {"caption": "a small blue star on the left", "seed": 42}, format="json"
@@ -57,6 +58,9 @@ def test_api_job_runs_on_the_celery_worker_and_lands_in_s3_and_postgres(
     detail = api.get(f"/api/v1/jobs/{job.id}/").json()
     assert detail["progress"] == 1.0 and detail["scales_done"] == detail["scales_total"] == 4
     output = api.get(f"/api/v1/outputs/{detail['output']}/").json()
+    # Only approved outputs are released; a reviewer other than the requester approves it.
+    assert api.get(output["download_url"]).status_code == 403
+    review_decide(output=job.output, reviewer=reviewer, decision="approved")
     redirect = api.get(output["download_url"])
     assert redirect.status_code == 302
     with urllib.request.urlopen(redirect["Location"], timeout=10) as fetched:

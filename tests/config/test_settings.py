@@ -51,6 +51,7 @@ def test_service_environment_selects_postgres_rabbitmq_and_s3(tmp_path):
             "S3_ENDPOINT_URL": "http://127.0.0.1:9000",
             "DJANGO_SECRET_KEY": "x" * 50,
             "AUDIT_HMAC_KEY": "k" * 40,
+            "PROVENANCE_SIGNING_KEY": "p" * 40,
         }
     )
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,1 @@
+"""Generation requests from published caption templates, their review and retention."""
