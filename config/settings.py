@@ -188,6 +188,12 @@ PROVENANCE_SIGNING_KEY = env.get_str(
 )
 if len(PROVENANCE_SIGNING_KEY) < 32:
     raise ImproperlyConfigured("PROVENANCE_SIGNING_KEY must be at least 32 characters.")
+# Optional C2PA Content Credentials: PEM paths of an ES256 certificate chain (signer first,
+# root last) and its key (manage.py make_c2pa_certificate writes a private pair).
+PROVENANCE_C2PA_CERT = env.get_str("PROVENANCE_C2PA_CERT", "")
+PROVENANCE_C2PA_KEY = env.get_str("PROVENANCE_C2PA_KEY", "")
+if bool(PROVENANCE_C2PA_CERT) != bool(PROVENANCE_C2PA_KEY):
+    raise ImproperlyConfigured("Set both PROVENANCE_C2PA_CERT and PROVENANCE_C2PA_KEY, or neither.")
 # Rejected outputs lose their image this many days after the rejection (legal holds excepted).
 RETENTION_REJECTED_DAYS = env.get_int("RETENTION_REJECTED_DAYS", 30, min_value=0)
 RETENTION_PURGE_INTERVAL = env.get_int("RETENTION_PURGE_INTERVAL", 3600, min_value=60)

@@ -248,6 +248,7 @@ class ImageVerification:
     purged: bool
     byte_identical: bool  # the very bytes stored for the output
     file: FileProvenance
+    content_credentials: Any  # generation.content_credentials.C2paVerdict
     detail: str
 
 
@@ -257,6 +258,7 @@ def image_verify(*, data: bytes) -> ImageVerification:
     A file without its record (metadata stripped) is still recognised when its pixels
     match an output's pixel hash.
     """
+    from generation.content_credentials import C2paVerdict, c2pa_read
     from generation.models import Output
 
     found = provenance_read(data)
@@ -283,5 +285,6 @@ def image_verify(*, data: bytes) -> ImageVerification:
         purged=bool(output and output.purged_at),
         byte_identical=bool(output and output.sha256 == file_sha),
         file=found,
+        content_credentials=c2pa_read(data) if found.decodable else C2paVerdict(present=False),
         detail=detail,
     )

@@ -41,6 +41,7 @@ class Command(BaseCommand):
             f"template version:    {record.get('template_version') or '-'}",
             f"AI-generated marker: {_yes(found.file.ai_marker)} (IPTC trainedAlgorithmicMedia)",
             f"same bytes as store: {_yes(found.byte_identical)}",
+            f"C2PA manifest:       {found.content_credentials.describe()}",
             f"detail:              {found.detail}",
         ]
         self.stdout.write("\n".join(lines))
