@@ -32,8 +32,8 @@ _TEMPLATE_SIDE = 24
 # Pixels this far (RGB distance) from the background count as foreground candidates.
 _FOREGROUND_DIST = 60.0
 _MIN_PIXELS = 6
-# Bounding-box span (pixels) between small (measured 11-18 px) and large (23-31 px) shapes.
-_SIZE_SPLIT = 20.5
+# Bounding-box span (pixels) between small (measured 14-22 px) and large (24-32 px) shapes.
+_SIZE_SPLIT = 23.0
 
 
 @dataclasses.dataclass(frozen=True)

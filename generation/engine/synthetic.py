@@ -23,7 +23,7 @@ _SUPERSAMPLE = 4
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 35, 35),
-    "orange": (245, 140, 20),
+    "cyan": (40, 200, 215),
     "yellow": (245, 225, 40),
     "green": (35, 165, 55),
     "blue": (35, 75, 225),
@@ -33,8 +33,9 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 COLOURS: tuple[str, ...] = tuple(PALETTE)
 SIZES: tuple[str, ...] = ("small", "large")
-# Half-extent of the shape in pixels: large shapes cover ~4x the area of small ones.
-SIZE_RADIUS: dict[str, float] = {"small": 7.5, "large": 14.0}
+# Half-extent of the shape in pixels: large shapes cover ~2.3x the area of small ones. Small
+# shapes still span ~19 px, so an 8x8-latent tokenizer sees each across several cells.
+SIZE_RADIUS: dict[str, float] = {"small": 9.5, "large": 14.5}
 POSITIONS: dict[str, tuple[float, float]] = {
     "left": (16.0, 32.0),
     "right": (48.0, 32.0),
@@ -63,7 +64,7 @@ TEMPLATES: tuple[str, ...] = (
     "a {colour} {shape}, {size}, {position} on a {background} background",
     "{background} background with a {size} {colour} {shape} {position}",
 )
-_JITTER_PX = 2.0
+_JITTER_PX = 1.5
 
 
 @dataclasses.dataclass(frozen=True)

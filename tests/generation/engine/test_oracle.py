@@ -37,7 +37,7 @@ def test_plain_background_reads_as_no_shape() -> None:
 
 
 def test_single_reading_names_every_field() -> None:
-    target = Attributes("triangle", "orange", "large", "right", "purple")
+    target = Attributes("triangle", "cyan", "large", "right", "purple")
     reading = read_image(render(target))
     assert reading.matches(target) == {
         "background": True, "colour": True, "shape": True, "size": True, "position": True,
