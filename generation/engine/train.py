@@ -47,7 +47,14 @@ def _recipe(args: argparse.Namespace) -> Recipe:
     for key in ("clip_steps", "vqvae_steps", "var_steps", "train_images"):
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
-    return recipe(args.recipe, **overrides)
+    rec = recipe(args.recipe, **overrides)
+    if getattr(args, "vqvae_batch", None) is not None:
+        rec = dataclasses.replace(
+            rec, vqvae=dataclasses.replace(rec.vqvae, batch_size=args.vqvae_batch)
+        )
+    if getattr(args, "var_batch", None) is not None:
+        rec = dataclasses.replace(rec, var=dataclasses.replace(rec.var, batch_size=args.var_batch))
+    return rec
 
 
 def _options(args: argparse.Namespace) -> runner.RunOptions:
@@ -87,7 +94,8 @@ def cmd_all(args: argparse.Namespace) -> int:
     for name, run in STAGES.items():
         t0, c0 = time.perf_counter(), time.process_time()
         result = run(rec, work, opts)
-        seconds[f"stage_{name}"] = time.perf_counter() - t0
+        # A resumed stage also counts the training-loop time of earlier invocations.
+        seconds[f"stage_{name}"] = max(time.perf_counter() - t0, result.seconds)
         cpu[f"stage_{name}"] = time.process_time() - c0
         if not result.finished:
             print(f"{name}: stopped after {result.steps_done} steps; run again to resume")
@@ -179,7 +187,8 @@ def parser() -> argparse.ArgumentParser:
 
     def recipe_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--recipe", default="demo", choices=sorted(PRESETS))
-        for key in ("clip_steps", "vqvae_steps", "var_steps", "train_images"):
+        for key in ("clip_steps", "vqvae_steps", "var_steps", "train_images", "vqvae_batch",
+                    "var_batch"):  # fmt: skip
             sp.add_argument("--" + key.replace("_", "-"), dest=key, type=int, default=None)
 
     a = sub.add_parser("all", help="data, three stages, checkpoint, evaluation, model card")
