@@ -29,11 +29,11 @@ class Recipe:
     clip: ClipSettings = dataclasses.field(default_factory=ClipSettings)
     clip_steps: int = 300
     vqvae: VQVAESettings = dataclasses.field(default_factory=lambda: VQVAESettings(batch_size=16))
-    vqvae_steps: int = 600
+    vqvae_steps: int = 400
     var: VarSettings = dataclasses.field(
         default_factory=lambda: VarSettings(batch_size=32, bf16=True)
     )
-    var_steps: int = 700
+    var_steps: int = 500
     seed: int = 0
     checkpoint_every: int = 100
     eval_seen: int = 200
