@@ -8,6 +8,9 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from governance.audit.actions import AuditAction
@@ -174,3 +177,20 @@ def test_the_command_writes_the_export_to_stdout(chain, append, capsys):
     assert [json.loads(line)["action"] for line in lines] == ["role.granted"]
     started, completed = AuditEvent.objects.filter(action=AuditAction.AUDIT_EXPORTED)
     assert started.request_id and started.request_id == completed.request_id
+
+
+def test_the_command_reads_in_batches_of_the_given_size_and_loses_no_row(chain, capsys):
+    chain(7)
+
+    with CaptureQueriesContext(connection) as queries:
+        call_command("audit_export", "--format", "jsonl", "--batch-size", "3")
+
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["sequence"] for line in lines] == list(range(1, 8))
+    batches = [q for q in queries.captured_queries if "LIMIT 3" in q["sql"]]
+    assert len(batches) == 4  # 3 + 3 + 1 rows, then an empty batch ends the walk
+
+
+def test_the_command_refuses_a_batch_size_of_zero(chain):
+    with pytest.raises(CommandError, match="batch_size"):
+        call_command("audit_export", "--batch-size", "0")

@@ -35,6 +35,9 @@ class Command(BaseCommand):
         parser.add_argument("--target-type")
         parser.add_argument("--target-id")
         parser.add_argument("--by", help="username of whoever takes the export (audited)")
+        # Bulk exports read bigger keyset batches than a streamed HTTP response: 2000 rows
+        # (~1 MB) export 1M events a third faster than 250 (benchmarks/audit_scale.py).
+        parser.add_argument("--batch-size", type=int, default=2000, help="rows per query")
 
     def handle(self, *args: Any, **options: Any) -> None:
         filters = {
@@ -50,7 +53,10 @@ class Command(BaseCommand):
         try:
             # One request id ties the export's "started" and "completed" events together.
             with audit_context():
-                for chunk in audit_export(filters, options["format"], actor=by):
+                chunks = audit_export(
+                    filters, options["format"], actor=by, batch_size=options["batch_size"]
+                )
+                for chunk in chunks:
                     self.stdout.write(chunk, ending="")
         except AuditInvalid as exc:
             raise CommandError(str(exc)) from exc
