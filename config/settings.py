@@ -270,3 +270,21 @@ LOGGING = {
 }
 
 LOGIN_URL = "/admin/login/"
+
+# --- transport security -------------------------------------------------------------
+# On by default whenever DEBUG is off (behind TLS); the test runner serves plain HTTP on
+# loopback and turns the redirect and the secure-only cookies off explicitly.
+_SECURE = not DEBUG
+SECURE_SSL_REDIRECT = env.get_bool("DJANGO_SECURE_SSL_REDIRECT", _SECURE)
+SESSION_COOKIE_SECURE = env.get_bool("DJANGO_SECURE_COOKIES", _SECURE)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env.get_int("DJANGO_HSTS_SECONDS", 31_536_000 if _SECURE else 0, min_value=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+# The TLS-terminating proxy says which scheme the client used.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import FileResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
@@ -107,7 +108,12 @@ class OutputDetailApi(APIView):
 
 
 class OutputDownloadApi(APIView):
-    @extend_schema(responses={(200, "image/png"): serializers.FileField(), 302: None})
+    @extend_schema(
+        responses={
+            (200, "image/png"): OpenApiTypes.BINARY,
+            302: OpenApiResponse(description="Redirect to a presigned S3 URL"),
+        }
+    )
     def get(self, request: Request, output_id: str) -> FileResponse | HttpResponseRedirect:
         output = get_object_or_404(visible_outputs(request), pk=output_id)
         if not selectors.downloadable_outputs(request.user).filter(pk=output.pk).exists():

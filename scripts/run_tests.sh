@@ -24,6 +24,8 @@ export CELERY_RESULT_BACKEND=${TEST_CELERY_RESULT_BACKEND:-redis://127.0.0.1:637
 export CACHE_URL=${TEST_CACHE_URL:-redis://127.0.0.1:6379/2}
 export DJANGO_DEBUG=0 DJANGO_SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef
 export AUDIT_HMAC_KEY=test-only-audit-hmac-key-0123456789abcdef
+# plain HTTP on loopback: no HTTPS redirect, cookies not secure-only
+export DJANGO_SECURE_SSL_REDIRECT=0 DJANGO_SECURE_COOKIES=0
 export PROVENANCE_SIGNING_KEY=test-only-provenance-signing-key-0123456789abcdef
 export VAR_DIR=${VAR_DIR:-$(mktemp -d /tmp/varclip-var.XXXXXX)}
 
