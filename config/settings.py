@@ -48,7 +48,9 @@ INSTALLED_APPS = [
     "governance.registry",
     "governance.captions",
     "governance.approvals",
+    "governance.integrations",
     "generation",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +81,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "web.context.user_roles",
             ],
         },
     },
@@ -242,10 +245,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "web.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "config.api_errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "submission": env.get_str("THROTTLE_SUBMISSION", "120/min"),
+        # Sign-in attempts per client address and username (web page and token endpoint).
+        "login": env.get_str("THROTTLE_LOGIN", "10/min"),
     },
     "NON_FIELD_ERRORS_KEY": "non_field_errors",
 }
@@ -269,7 +274,17 @@ LOGGING = {
     "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- webhooks and quotas (governance/integrations) ------------------------------------------
+WEBHOOK_TIMEOUT = env.get_float("WEBHOOK_TIMEOUT", 5.0, min_value=0.1)
+WEBHOOK_MAX_ATTEMPTS = env.get_int("WEBHOOK_MAX_ATTEMPTS", 6, min_value=1, max_value=50)
+# Seconds before the first retry; each later retry waits twice as long (capped at an hour).
+WEBHOOK_BACKOFF_SECONDS = env.get_int("WEBHOOK_BACKOFF_SECONDS", 10, min_value=1)
+# Images a team may request per day (in TIME_ZONE) unless it has its own quota; 0 = no limit.
+QUOTA_DEFAULT_DAILY_IMAGES = env.get_int("QUOTA_DEFAULT_DAILY_IMAGES", 0, min_value=0)
 
 # --- transport security -------------------------------------------------------------
 # On by default whenever DEBUG is off (behind TLS); the test runner serves plain HTTP on

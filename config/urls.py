@@ -1,21 +1,23 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config.health import HealthApi
-from generation.views import HomeView
+from web.api.common import api_not_found
 
 api_v1 = [
     path("health/", HealthApi.as_view(), name="health"),
     path("", include("generation.urls")),
+    path("", include("web.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    re_path(r"^.*$", api_not_found),
 ]
 
 urlpatterns = [
-    path("", HomeView.as_view(), name="home"),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include(api_v1)),
+    path("", include("web.urls")),
 ]

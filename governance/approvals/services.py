@@ -34,6 +34,7 @@ from governance.captions.services import (
     template_version_render,
 )
 from governance.errors import GovernanceError, InvalidTransition, SelfApprovalForbidden
+from governance.integrations.services import quota_claim
 from governance.registry.services import RegistryError, model_version_resolve
 from governance.roles import Role, role_require
 
@@ -161,6 +162,8 @@ def request_create(
         # 3. render under the version's row lock, so it cannot be retired half-way
         version = TemplateVersion.objects.select_for_update().get(pk=template_version.pk)
         rendered = _render(version, values, language)
+        # the team's daily image quota, claimed under the team's row lock (QuotaExceeded)
+        quota_claim(team=team, images=len(seeds))
         request = GenerationRequest.objects.create(
             team=team,
             requested_by=requested_by,

@@ -47,4 +47,7 @@ class AuditAction(models.TextChoices):
     REPLAY_RECORDED = "replay.recorded", "Replay recorded"
     WEBHOOK_DELIVERED = "webhook.delivered", "Webhook delivered"
     WEBHOOK_FAILED = "webhook.failed", "Webhook failed"
+    WEBHOOK_ENDPOINT_CREATED = "webhook.endpoint_created", "Webhook endpoint registered"
+    WEBHOOK_ENDPOINT_DEACTIVATED = "webhook.endpoint_deactivated", "Webhook endpoint deactivated"
     QUOTA_EXCEEDED = "quota.exceeded", "Quota exceeded"
+    QUOTA_SET = "quota.set", "Team quota set"
