@@ -159,7 +159,7 @@ def load_module(
                 fh.seek(data_start + begin)
                 if fh.readinto(raw) != len(raw):
                     raise CheckpointError(f"{path}: file ends inside {k}")
-                t = torch.frombuffer(raw, dtype=stored).reshape(info["shape"])
+                t = torch.frombuffer(raw, dtype=stored).reshape(info["shape"])  # bytes -> shape
             check_finite({k: t}, str(path))
             want = dtype
             for prefix, override in (dtype_overrides or {}).items():

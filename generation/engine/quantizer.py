@@ -106,7 +106,7 @@ class MultiScaleQuantizer(nn.Module):
         for si, pn in enumerate(self.patch_nums):
             z_BCpp = f_rest if si == S - 1 else F.interpolate(f_rest, size=(pn, pn), mode="area")
             z_NC = z_BCpp.permute(0, 2, 3, 1).reshape(-1, C)  # BCpp -> (B·pn·pn, C)
-            idx_Bl = self.nearest_codes(z_NC).reshape(B, pn * pn)
+            idx_Bl = self.nearest_codes(z_NC).reshape(B, pn * pn)  # (B·pn·pn,) -> (B, pn·pn)
             h_BChw = self.phi(si, self._upsampled(si, self.codes_to_map(idx_Bl)))
             f_hat = f_hat + h_BChw
             f_rest = f_rest - h_BChw.detach()
@@ -128,7 +128,9 @@ class MultiScaleQuantizer(nn.Module):
     def usage(self, indices: list[torch.Tensor]) -> CodebookUsage:
         """Code counts per scale, their perplexity exp(H) and the fraction of codes hit."""
         counts_SV = torch.stack(
-            [idx.reshape(-1).bincount(minlength=self.vocab_size).float() for idx in indices]
+            [
+                idx.reshape(-1).bincount(minlength=self.vocab_size).float() for idx in indices
+            ]  # Bl -> V
         )
         probs_SV = counts_SV / counts_SV.sum(dim=1, keepdim=True)
         entropy_S = -(probs_SV * probs_SV.clamp_min(1e-12).log()).sum(dim=1)

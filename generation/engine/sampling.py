@@ -120,7 +120,7 @@ class TokenDraws:
         if self.mode == "reference":
             flat_NV = probs_BlV.reshape(-1, V).cpu()  # (B·l, V), one multinomial for the batch
             idx = torch.multinomial(flat_NV, 1, replacement=True, generator=self.generators[0])
-            return idx.view(B, n_tokens).to(probs_BlV.device)
+            return idx.view(B, n_tokens).to(probs_BlV.device)  # (B·l, 1) -> (B, l)
         # Inverse CDF with uniforms from each image's own generator, drawn on the CPU so the
         # stream does not depend on the device or on the other images of the batch.
         u_Bl = torch.stack([torch.rand(n_tokens, generator=g) for g in self.generators])

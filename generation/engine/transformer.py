@@ -44,7 +44,8 @@ class SelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v as (B, H, l, c), with q and k normalised and q scaled."""
         B, n_tokens, _ = x_BlC.shape
-        qkv = F.linear(x_BlC, self.mat_qkv.weight, bias_3C).view(B, n_tokens, 3, self.num_heads, -1)
+        qkv = F.linear(x_BlC, self.mat_qkv.weight, bias_3C)
+        qkv = qkv.view(B, n_tokens, 3, self.num_heads, -1)  # Bl(3C) -> Bl3Hc
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # Bl3Hc -> 3BHlc
         if self.l2_norm:
             scale_1H11 = self.scale_mul_1H11.clamp_max(MAX_LOG_SCALE).exp()
