@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
+	# Browser tests drive Debian's Chromium; the Japanese catalogue compiles with gettext.
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium gettext)
 	touch $@
 
 ## Demo on the embedded default: SQLite, files under ./var, in-process worker, bundled model.

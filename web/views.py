@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import get_language
@@ -411,7 +412,8 @@ class AuditVerifyView(Page):
                 request,
                 _("The audit chain is broken: %(problem)s") % {"problem": result["problems"][0]},
             )
-        return redirect("audit")
+        query = request.GET.urlencode()
+        return redirect(reverse("audit") + (f"?{query}" if query else ""))
 
 
 class LineageView(Page):

@@ -55,11 +55,17 @@
         line.appendChild(el("span", "", mark[1]));
         bar.appendChild(line);
       });
-      Object.keys(lint.positions).forEach(function (name) {
+      // One row per variable, in caption order, so neighbouring terms never overlap.
+      var names = Object.keys(lint.positions).sort(function (a, b) {
+        return lint.positions[a] - lint.positions[b];
+      });
+      bar.style.height = (0.5 + 1.5 * Math.max(1, names.length)) + "rem";
+      names.forEach(function (name, row) {
         var position = lint.positions[name];
         var isKey = lint.key_variables.indexOf(name) >= 0;
         var chip = el("div", "term" + (isKey ? (position > key ? " late" : "") : " plain"), name + " @" + position);
         chip.style.left = (100 * position / scale) + "%";
+        chip.style.top = (0.3 + 1.5 * row) + "rem";
         chip.dataset.term = name;
         bar.appendChild(chip);
       });
