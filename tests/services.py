@@ -86,5 +86,9 @@ class PrivateRabbitMQ:
     def shutdown(self) -> None:
         try:
             self._ctl("stop")
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            pid_file = self.base / "pid"
+            if pid_file.exists():
+                os.kill(int(pid_file.read_text().strip()), 9)
         finally:
             shutil.rmtree(self.base, ignore_errors=True)

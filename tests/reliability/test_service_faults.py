@@ -85,13 +85,15 @@ def private_broker(settings):
         app.amqp._producer_pool = None
 
     original = app.conf.broker_url
-    point_at(broker.url)
-    settings.CELERY_BROKER_URL = broker.url
-    with app.connection_for_write() as conn:
-        assert f":{broker.port}/" in conn.as_uri()
-    yield broker
-    point_at(original)
-    broker.shutdown()
+    try:
+        point_at(broker.url)
+        settings.CELERY_BROKER_URL = broker.url
+        with app.connection_for_write() as conn:
+            assert f":{broker.port}/" in conn.as_uri()
+        yield broker
+    finally:
+        point_at(original)
+        broker.shutdown()
 
 
 def _wait(condition, timeout=120.0, what="condition"):
