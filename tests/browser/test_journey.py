@@ -54,6 +54,16 @@ def test_requester_to_reviewer_to_auditor_in_the_browser(
     rita.locator(".tokenbar [data-term=colour]").wait_for()
     assert "tokens" in rita.inner_text("#lint-panel .token-count")
     shoot(rita, "requester-form")
+    # The same form in Japanese: labels and lint translated, the caption still English.
+    rita.select_option("#language-select", "ja")
+    rita.locator("text=ライブチェック").wait_for()
+    rita.select_option("#var-size", "large")
+    rita.select_option("#var-colour", "red")
+    assert rita.locator("#var-colour option:checked").inner_text() == "赤"
+    rita.fill("#var-shape", "circle")
+    preview.filter(has_text="a large red circle, white background").wait_for()
+    rita.locator("#lint-panel .token-count").filter(has_text="77 トークン中").wait_for()
+    shoot(rita, "requester-form-ja")
     rita.select_option("#variations", "2")
     rita.click("#submit-request")
 
