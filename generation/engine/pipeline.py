@@ -251,6 +251,9 @@ class TextToImagePipeline:
         seeds = check_seeds(seeds, len(captions))
         if not isinstance(settings, SamplingSettings):
             raise EngineTypeError("settings must be a SamplingSettings")
+        V = self.config.vqvae.vocab_size
+        if settings.top_k > V:  # checked again by the sampler; failing here skips the text pass
+            raise EngineInputError(f"top_k must be ≤ the codebook size {V}, got {settings.top_k}")
         # 2. Encode the captions.
         t0 = time.perf_counter()
         text_BD, truncated, counts = self.encode_captions(captions)
