@@ -44,6 +44,8 @@ def pilot_metrics(*, since: date, until: date) -> dict[str, Any]:
         raise MetricsRangeError("until", "must not be before since")
     if (until - since).days + 1 > MAX_DAYS:
         raise MetricsRangeError("since", f"the range may cover at most {MAX_DAYS} days")
+    if until >= date.max:
+        raise MetricsRangeError("until", f"must be before {date.max.isoformat()}")
     zone = timezone.get_current_timezone()
     start = datetime.combine(since, time.min, tzinfo=zone)
     end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone)

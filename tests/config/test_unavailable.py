@@ -23,7 +23,7 @@ def test_database_failure_during_submission_is_a_503_with_a_message(api):
 
 def test_store_failure_on_a_page_is_a_503_page(client, requester):
     client.force_login(requester)
-    with mock.patch("generation.views.HomeView.get_context_data", side_effect=StorageUnavailable()):
+    with mock.patch("web.views.HomeView.get_context_data", side_effect=StorageUnavailable()):
         response = client.get("/")
     assert response.status_code == 503
     assert b"image store is unavailable" in response.content
