@@ -14,8 +14,14 @@ from pathlib import Path
 
 import torch
 
-from generation.engine.checkpoint import check_finite, check_state_dict, save_module, sha256_of
-from generation.engine.config import TextEncoderConfig, to_plain_dict
+from generation.engine.checkpoint import (
+    check_finite,
+    check_state_dict,
+    load_module,
+    save_module,
+    sha256_of,
+)
+from generation.engine.config import TextEncoderConfig, dataclass_from_dict, to_plain_dict
 from generation.engine.errors import CheckpointError
 from generation.engine.text_encoder import ClipTextEncoder
 
@@ -82,6 +88,23 @@ def convert(archive: Path, out_dir: Path, heads: int | None = None) -> dict[str,
     config_path.write_text(json.dumps(to_plain_dict(cfg), indent=2) + "\n")
     digests["text_encoder.json"] = sha256_of(config_path)
     return digests
+
+
+def load_converted(out_dir: Path) -> ClipTextEncoder:
+    """The text tower written by `convert` (config from text_encoder.json, strict load)."""
+    config_path = out_dir / "text_encoder.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{out_dir}: no text_encoder.json")
+    cfg = dataclass_from_dict(TextEncoderConfig, json.loads(config_path.read_text()))
+    with torch.device("meta"):
+        encoder = ClipTextEncoder(cfg)
+    load_module(
+        encoder,
+        out_dir / "text_encoder.safetensors",
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+    )
+    return encoder.eval()
 
 
 def main(argv: list[str] | None = None) -> int:
