@@ -77,3 +77,11 @@ def sign_in(page, username: str, password: str) -> None:
 
 
 from tests.governance.approvals.conftest import team, template_version  # noqa: E402, F401
+
+
+@pytest.fixture(autouse=True)
+def _anchors_of_this_test_only(settings, tmp_path):
+    # Anchors outlive a test's database; a private store keeps other tests' anchors out of
+    # the chain verification these pages run.
+    settings.AUDIT_ANCHOR_BACKEND = "local"
+    settings.AUDIT_ANCHOR_ROOT = tmp_path / "anchors"

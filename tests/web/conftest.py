@@ -51,3 +51,11 @@ def error_of(response):
     assert set(body) == {"error"}, body
     assert {"code", "message", "fields"} <= set(body["error"]), body
     return body["error"]
+
+
+@pytest.fixture(autouse=True)
+def _anchors_of_this_test_only(settings, tmp_path):
+    # Anchors outlive a test's database; a private store keeps other tests' anchors out of
+    # the chain verification these pages run.
+    settings.AUDIT_ANCHOR_BACKEND = "local"
+    settings.AUDIT_ANCHOR_ROOT = tmp_path / "anchors"
