@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -103,6 +104,7 @@ def parse_query(serializer_class: type[serializers.Serializer], request: Any) ->
     return {key: value for key, value in data.validated_data.items() if value not in (None, "")}
 
 
+@csrf_exempt  # a POST to an unknown path is a JSON 404, not the CSRF middleware's HTML 403
 def api_not_found(request: Any, *args: Any, **kwargs: Any) -> Any:
     """Any other path under /api/v1/: a 404 in the error shape, not an HTML page."""
     from django.http import JsonResponse

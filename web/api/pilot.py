@@ -171,7 +171,8 @@ class QuotaListSetApi(ServiceApi):
     permission_classes = [ADMINISTRATORS]
 
     class InputSerializer(StrictSerializer):
-        team = serializers.CharField(max_length=64)
+        # An unknown team is a 400 naming the field, like any other bad input.
+        team = serializers.SlugRelatedField(slug_field="name", queryset=Team.objects.all())
         daily_images = serializers.IntegerField(min_value=0, max_value=10**6, allow_null=True)
 
     @extend_schema(responses=QuotaSerializer(many=True))
@@ -183,6 +184,6 @@ class QuotaListSetApi(ServiceApi):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        team = get_object_or_404(Team, name=data.validated_data["team"])
+        team = data.validated_data["team"]
         team_quota_set(team=team, daily_images=data.validated_data["daily_images"], by=request.user)
         return Response(QuotaSerializer(selectors.team_quotas([team])[0]).data)
