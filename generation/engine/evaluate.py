@@ -192,7 +192,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         split = "seen" if r["split"] == "train" else "held-out"
         cells = [r["images"], split, str(r["n"]), *[f"{100 * r[c]:.1f}%" for c in cols]]
         if has_clip:
-            cells.append(f"{r.get('clip_score', float('nan')):.1f}")
+            cells.append(f"{r['clip_score']:.1f}" if "clip_score" in r else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -131,4 +131,6 @@ def write_card(card: dict[str, Any], out: Path) -> None:
             "",
             markdown_table(ev["rows"]),
         ]
+    if card.get("notes"):
+        lines += ["", "## Notes", "", card["notes"]]
     (out / CARD_MD).write_text("\n".join(lines) + "\n")
