@@ -10,7 +10,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from generation.bundled import bundled_checkpoint_dir
+from generation.bundled import (
+    bundled_checkpoint_dir,
+    registry_card,
+    registry_sampling_defaults,
+)
 from generation.dispatch import wait_for_inprocess_jobs
 from generation.models import GenerationJob, JobStatus
 from generation.services import job_create
@@ -50,7 +54,11 @@ class Command(BaseCommand):
             directory = bundled_checkpoint_dir()
             self.stdout.write(f"registering the bundled model from {directory}")
             version = model_version_register(
-                model_name=name, sources=sources_from_directory(directory), registered_by=None
+                model_name=name,
+                sources=sources_from_directory(directory),
+                registered_by=None,
+                model_card=registry_card(directory),
+                sampling_defaults=registry_sampling_defaults(directory),
             )
             alias_move(
                 model_name=name, alias=alias, version=version.version, moved_by=None,
