@@ -7,8 +7,10 @@ Every response must be free of server errors and match the schema: a documented 
 code, the documented content type, and a body that validates.
 """
 
+import json
 import os
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -39,6 +41,7 @@ from tests.governance.approvals.conftest import (  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -96,7 +99,15 @@ def test_every_operation_answers_without_server_errors_and_within_its_schema(tok
             fuzz(operation, token, statuses)
         except Exception as error:  # every operation is fuzzed; all failures are reported
             failures.append(f"{operation.label}: {error}")
-    print(f"fuzzed {len(operations)} operations with {sum(statuses.values())} requests: {statuses}")
+    figures = {
+        "examples_per_operation": EXAMPLES,
+        "operations": len(operations) - len(UNFUZZED),
+        "requests": sum(statuses.values()),
+        "statuses": {str(code): count for code, count in sorted(statuses.items())},
+        "failures": len(failures),
+    }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "api_fuzzing.json").write_text(json.dumps(figures, indent=1))
     assert not failures, "\n\n".join(failures)
     assert sum(statuses.values()) >= EXAMPLES * (len(operations) - len(UNFUZZED)) // 2
 
