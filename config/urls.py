@@ -12,7 +12,8 @@ api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
-    re_path(r"^.*$", api_not_found),
+    # [\s\S], not ".": a path with an encoded newline must still get the JSON 404.
+    re_path(r"^[\s\S]*$", api_not_found),
 ]
 
 urlpatterns = [

@@ -33,3 +33,10 @@ def test_unknown_urls_under_the_api_use_the_error_shape(api):
     response = api.get("/api/v1/jobs/00000000-0000-0000-0000-000000000000/")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_an_api_path_with_a_newline_still_gets_the_json_error_shape(api):
+    response = api.get("/api/v1/models/a%0Ab/aliases/moved_at/history/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "not_found"
