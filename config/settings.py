@@ -89,6 +89,8 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------
 if EMBEDDED:
+    # SQLite cannot create its folder; a fresh clone has no ./var yet.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",

@@ -70,6 +70,7 @@ def test_api_job_runs_on_the_celery_worker_and_lands_in_s3_and_postgres(
 
 
 def test_embedded_default_demo_generates_an_image_with_its_record(tmp_path):
+    tmp_path = tmp_path / "fresh-var"  # does not exist yet, as on a fresh clone
     env = {"PATH": os.environ["PATH"], "HF_HUB_OFFLINE": "1", "VAR_DIR": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "manage.py", "demo", "--seed", "5"],
