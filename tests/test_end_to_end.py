@@ -84,3 +84,12 @@ def test_embedded_default_demo_generates_an_image_with_its_record(tmp_path):
     assert image_path.is_relative_to(tmp_path / "objects")
     assert (tmp_path / "db.sqlite3").exists()
     assert record["seed"] == 5 and record["model_version"] == "demo:1"
+    assert "demo-reviewer / demo" in result.stdout
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        published = db.execute(
+            "SELECT count(*) FROM captions_templateversion WHERE status = 'published'"
+        ).fetchone()[0]
+        members = db.execute("SELECT count(*) FROM approvals_teammembership").fetchone()[0]
+    assert published >= 1 and members == 2

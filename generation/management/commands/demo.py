@@ -64,7 +64,9 @@ class Command(BaseCommand):
                 model_name=name, alias=alias, version=version.version, moved_by=None,
                 reason="bundled demo model",
             )  # fmt: skip
-        # 4. one request, end to end, on the in-process worker
+        # 4. people, a team and the demo caption templates, so every page has something to show
+        self._demo_people_and_templates(user)
+        # 5. one request, end to end, on the in-process worker
         job = job_create(created_by=user, caption=options["caption"], seed=options["seed"])
         self.stdout.write(f"job {job.id} queued on {job.model_version}; generating ...")
         wait_for_inprocess_jobs()
@@ -93,4 +95,26 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"image:  {where}"))
         self.stdout.write(f"record: {settings.DATABASES['default']['NAME']} (generation_output)")
         self.stdout.write(json.dumps(record, indent=2))
-        self.stdout.write("sign in at http://127.0.0.1:8000/ as demo / demo")
+        self.stdout.write(
+            "sign in at http://127.0.0.1:8000/ as demo / demo (requester, auditor, model admin, "
+            "administrator) or demo-reviewer / demo (reviewer: nobody reviews their own request)"
+        )
+
+    def _demo_people_and_templates(self, demo: Any) -> None:
+        from governance.approvals.models import Team
+        from governance.approvals.services import team_create, team_member_add
+        from governance.roles import Role, role_grant
+
+        reviewer, created = get_user_model().objects.get_or_create(username="demo-reviewer")
+        if created:
+            reviewer.set_password("demo")
+            reviewer.save()
+        for role in (Role.REQUESTER, Role.AUDITOR, Role.MODEL_ADMIN, Role.ADMINISTRATOR):
+            role_grant(user=demo, role=role, granted_by=None)
+        role_grant(user=reviewer, role=Role.REVIEWER, granted_by=None)
+        team = Team.objects.filter(name="demo").first() or team_create(
+            name="demo", title="Demo team", created_by=None
+        )
+        for member in (demo, reviewer):
+            team_member_add(team=team, user=member, added_by=None)
+        call_command("load_demo_templates", stdout=self.stdout)
