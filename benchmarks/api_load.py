@@ -57,6 +57,9 @@ CONFIGS = {
     "gthread3x4": ["--workers", "3", "--worker-class", "gthread", "--threads", "4"],
     "gthread2x4": ["--workers", "2", "--worker-class", "gthread", "--threads", "4"],
 }
+# The clients stand in for the TLS-terminating proxy production runs behind (settings redirect
+# plain HTTP to HTTPS when DEBUG is off and trust X-Forwarded-Proto).
+PROXY_HEADERS = {"X-Forwarded-Proto": "https", "Accept": "application/json"}
 CAPTIONS = [
     "a large red circle on the left, blue background",
     "small yellow star in the centre over green",
@@ -136,11 +139,14 @@ def prepare(env: dict[str, str], clients: int, jobs: int) -> list[str]:
 
 
 def queue_depth(env: dict[str, str], queue: str) -> int:
+    from amqp.exceptions import NotFound
     from kombu import Connection
 
     with Connection(env["CELERY_BROKER_URL"]) as conn:
-        channel = conn.channel()
-        _, count, _ = channel.queue_declare(queue=queue, passive=True)
+        try:
+            _, count, _ = conn.channel().queue_declare(queue=queue, passive=True)
+        except NotFound:  # nothing was ever published to it
+            return 0
         return int(count)
 
 
@@ -170,7 +176,7 @@ def measure(
     rng = random.Random(0)
 
     def headers(i: int) -> dict[str, str]:
-        return {"Authorization": f"Token {tokens[i % len(tokens)]}", "Accept": "application/json"}
+        return {"Authorization": f"Token {tokens[i % len(tokens)]}", **PROXY_HEADERS}
 
     def status_read(i: int) -> tuple[str, str, Any]:
         return "GET", f"/api/v1/jobs/{rng.choice(own[tokens[i % len(tokens)]])}/", None

@@ -1,5 +1,6 @@
 """Dispatch overhead: from the API accepting a job to a real Celery worker starting it, over
-RabbitMQ, one job at a time on an idle worker (the tiny model, so each job ends quickly).
+RabbitMQ, one job at a time on an idle worker (the tiny model, so each job ends quickly;
+``--gap`` seconds pass between one job's end and the next submission).
 
 Per job, three moments on the same clock: ``created_at`` (the row is inserted by the API, just
 before commit and publish), the client receiving ``201 Created``, and ``started_at`` (the
@@ -28,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api_load import CONFIGS, delete_queue, start_gunicorn, stop
+from api_load import CONFIGS, PROXY_HEADERS, delete_queue, start_gunicorn, stop
 from platform_env import (
     PYTHON,
     ROOT,
@@ -62,7 +63,7 @@ def submit(port: int, token: str, seed: int) -> tuple[str, float]:
         "POST",
         "/api/v1/jobs/",
         body,
-        {"Authorization": f"Token {token}", "Content-Type": "application/json"},
+        {"Authorization": f"Token {token}", "Content-Type": "application/json", **PROXY_HEADERS},
     )
     response = conn.getresponse()
     received = time.time()
@@ -114,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--gap", type=float, default=0.2, help="seconds between jobs")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -141,6 +143,9 @@ def main() -> None:
             wait_for(submit(port, token, seed)[0], timeout=300)
         from_created, from_201, runs = [], [], []
         for seed in range(args.jobs):
+            # The worker still acknowledges and stores the result after finished_at is
+            # written; the pause lets it return to waiting, so each job meets an idle worker.
+            time.sleep(args.gap)
             job_id, received = submit(port, token, 1000 + seed)
             job = wait_for(job_id)
             assert job.status == "succeeded", (job.status, job.failure_reason)
