@@ -1,4 +1,5 @@
-"""Turn an unreachable database, store or queue into a clear 503, never a 500 stack trace."""
+"""Per-request middleware of the platform: role checks read once per request, and an
+unreachable database, store or queue turned into a clear 503, never a 500 stack trace."""
 
 from __future__ import annotations
 
@@ -10,8 +11,21 @@ from django.http import HttpRequest, HttpResponse
 
 from config.api_errors import error_body
 from config.unavailable import UNAVAILABLE_ERRORS, unavailable_message
+from governance.roles import roles_memoised
 
 log = logging.getLogger(__name__)
+
+
+class RolesMemoMiddleware:
+    """Reads each user's roles from the database once per request, never across requests,
+    so a role granted or revoked takes effect at the next request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with roles_memoised():
+            return self.get_response(request)
 
 
 class ServiceUnavailableMiddleware:

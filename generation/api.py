@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from django.http import FileResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -80,11 +80,18 @@ class JobListCreateApi(ListAPIView):
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
+def visible_job(request: Request, job_id: str) -> GenerationJob:
+    """The job if the user may see it (one query), else a 404."""
+    job = selectors.visible_job(request.user, job_id)
+    if job is None:
+        raise Http404
+    return job
+
+
 class JobDetailApi(APIView):
     @extend_schema(responses=JobSerializer)
     def get(self, request: Request, job_id: str) -> Response:
-        job = get_object_or_404(visible_jobs(request), pk=job_id)
-        return Response(JobSerializer(job).data)
+        return Response(JobSerializer(visible_job(request, job_id)).data)
 
 
 class JobCancelApi(APIView):
@@ -92,12 +99,12 @@ class JobCancelApi(APIView):
     def post(self, request: Request, job_id: str) -> Response:
         from generation.models import InvalidTransition
 
-        job = get_object_or_404(visible_jobs(request), pk=job_id)
+        job = visible_job(request, job_id)
         try:
             job = job_cancel(job_id=job.pk)
         except InvalidTransition as exc:
             raise ValidationError({"status": [f"a {job.status} job cannot be cancelled"]}) from exc
-        return Response(JobSerializer(visible_jobs(request).get(pk=job.pk)).data)
+        return Response(JobSerializer(visible_job(request, job.pk)).data)
 
 
 class OutputDetailApi(APIView):

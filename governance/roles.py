@@ -1,8 +1,16 @@
-"""The five governance roles, held as Django groups, and the checks every service uses."""
+"""The five governance roles, held as Django groups, and the checks every service uses.
+
+Inside ``roles_memoised`` (one web request: ``config.middleware.RolesMemoMiddleware``) a
+user's roles are read from the database once; elsewhere every check reads them afresh.
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.db import transaction
@@ -20,11 +28,46 @@ class Role(enum.StrEnum):
     ADMINISTRATOR = "administrator"  # manages roles and the organisation's lint term lists
 
 
+ROLE_NAMES = frozenset(role.value for role in Role)
+
+# User pk -> role names, for the current request only (None outside ``roles_memoised``).
+_memo: ContextVar[dict[Any, frozenset[str]] | None] = ContextVar("roles_memo", default=None)
+
+
+@contextmanager
+def roles_memoised() -> Iterator[None]:
+    """Within the block, read each user's roles once; the memo ends with the block."""
+    token = _memo.set({})
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
+def user_roles(user: AbstractBaseUser | AnonymousUser | None) -> frozenset[str]:
+    """Return the names of the roles an active user holds (superusers are not exempt)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return frozenset()
+    memo = _memo.get()
+    if memo is not None and user.pk in memo:
+        return memo[user.pk]
+    groups = user.groups.filter(name__in=ROLE_NAMES)  # type: ignore[union-attr]
+    roles = frozenset(groups.values_list("name", flat=True))
+    if memo is not None:
+        memo[user.pk] = roles
+    return roles
+
+
 def user_has_role(user: AbstractBaseUser | AnonymousUser | None, role: Role | str) -> bool:
     """Return whether an active user is in the role's group (superusers are not exempt)."""
-    if user is None or not user.is_authenticated or not user.is_active:
-        return False
-    return user.groups.filter(name=Role(role).value).exists()  # type: ignore[union-attr]
+    return Role(role).value in user_roles(user)
+
+
+def _forget(user: AbstractBaseUser) -> None:
+    # A grant or revoke inside a memoised block is seen by the block's next check.
+    memo = _memo.get()
+    if memo is not None:
+        memo.pop(user.pk, None)
 
 
 def role_require(user: AbstractBaseUser | None, role: Role | str, *, action: str) -> None:
@@ -44,6 +87,7 @@ def role_grant(
         if user.groups.filter(pk=group.pk).exists():  # type: ignore[attr-defined]
             return False
         user.groups.add(group)  # type: ignore[attr-defined]
+        _forget(user)
         _audit(granted_by, AuditAction.ROLE_GRANTED, user, role)
     return True
 
@@ -59,6 +103,7 @@ def role_revoke(
         if group is None or not user.groups.filter(pk=group.pk).exists():  # type: ignore[attr-defined]
             return False
         user.groups.remove(group)  # type: ignore[attr-defined]
+        _forget(user)
         _audit(revoked_by, AuditAction.ROLE_REVOKED, user, role)
     return True
 

@@ -12,23 +12,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from generation.models import GenerationJob, Output, OutputCheck, ReviewStatus
 from governance.approvals.models import GenerationRequest, TeamMembership
-from governance.roles import Role, user_has_role
+from governance.roles import Role, user_has_role, user_roles
 
 User = AbstractBaseUser | AnonymousUser
+
+# The roles that read everything, besides staff.
+SEE_EVERYTHING_ROLES = frozenset({Role.AUDITOR.value, Role.REVIEWER.value})
 
 
 def sees_everything(user: User | None) -> bool:
     """Staff, auditors and reviewers read every request, job and output."""
     if user is None or not user.is_authenticated or not user.is_active:
         return False
-    return bool(
-        user.is_staff or user_has_role(user, Role.AUDITOR) or user_has_role(user, Role.REVIEWER)
-    )
+    return bool(user.is_staff or SEE_EVERYTHING_ROLES & user_roles(user))
 
 
 def _team_ids(user: User) -> Any:
@@ -47,14 +49,42 @@ def visible_requests(user: User | None) -> QuerySet[GenerationRequest]:
     return requests.filter(team_id__in=_team_ids(user))
 
 
+def _jobs() -> QuerySet[GenerationJob]:
+    return GenerationJob.objects.select_related("model_version__model", "created_by", "output")
+
+
+def _own_or_team_jobs(user: User) -> Q:
+    return Q(created_by_id=user.pk) | Q(request__team_id__in=_team_ids(user))
+
+
 def visible_jobs(user: User | None) -> QuerySet[GenerationJob]:
     """Jobs the user may read: their own, those of their teams' requests, or all."""
-    jobs = GenerationJob.objects.select_related("model_version__model", "created_by", "output")
+    jobs = _jobs()
     if sees_everything(user):
         return jobs
     if user is None or not user.is_authenticated:
         return jobs.none()
-    return jobs.filter(Q(created_by_id=user.pk) | Q(request__team_id__in=_team_ids(user)))
+    return jobs.filter(_own_or_team_jobs(user))
+
+
+def visible_job(user: User | None, job_id: Any) -> GenerationJob | None:
+    """Return one job if ``visible_jobs`` holds it, else None, in a single query.
+
+    The role part of ``sees_everything`` is asked inside the job's query (a subquery on the
+    user's groups) instead of in a query of its own; for one row it costs nothing.
+    """
+    if user is None or not user.is_authenticated:
+        return None
+    jobs = _jobs().filter(pk=job_id)
+    if not (user.is_active and user.is_staff):
+        rule = _own_or_team_jobs(user)
+        if user.is_active:
+            memberships = get_user_model().groups.through.objects.filter(
+                user_id=user.pk, group__name__in=SEE_EVERYTHING_ROLES
+            )
+            rule = Exists(memberships) | rule
+        jobs = jobs.filter(rule)
+    return jobs.first()
 
 
 def visible_outputs(user: User | None) -> QuerySet[Output]:

@@ -105,3 +105,31 @@ def test_openapi_schema_and_docs_are_served_without_a_cdn(api):
     docs = api.get("/api/v1/docs/")
     assert docs.status_code == 200
     assert b"cdn" not in docs.content.lower()
+
+
+def _token_client(user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def test_a_job_status_read_costs_two_queries_the_token_and_the_job(
+    requester, reviewer, outsider, model_version, django_assert_max_num_queries
+):
+    from generation.services import job_create
+
+    job = job_create(created_by=requester, caption="a red circle", seed=7)
+    # The owner, and a reviewer who sees it through a role: the role is asked inside the
+    # job's query, not in queries of its own.
+    for user in (requester, reviewer):
+        client = _token_client(user)
+        with django_assert_max_num_queries(2):
+            response = client.get(f"/api/v1/jobs/{job.id}/")
+        assert response.status_code == 200
+        assert response.json()["id"] == str(job.id)
+    client = _token_client(outsider)
+    with django_assert_max_num_queries(2):
+        assert client.get(f"/api/v1/jobs/{job.id}/").status_code == 404

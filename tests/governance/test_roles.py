@@ -88,3 +88,39 @@ def test_the_assign_role_command_grants_and_revokes(requester, capsys):
     ]
     with pytest.raises(CommandError, match="no user 'nobody'"):
         call_command("assign_role", "nobody", "reviewer")
+
+
+def test_inside_one_request_roles_are_read_once_and_a_grant_is_seen_at_once(
+    requester, django_assert_num_queries
+):
+    from governance.roles import roles_memoised
+
+    with roles_memoised():
+        with django_assert_num_queries(1):
+            assert not user_has_role(requester, Role.REVIEWER)
+            assert not user_has_role(requester, Role.AUDITOR)
+            assert not user_has_role(requester, Role.MODEL_ADMIN)
+        role_grant(user=requester, role=Role.REVIEWER, granted_by=None)
+        assert user_has_role(requester, Role.REVIEWER)
+        role_revoke(user=requester, role=Role.REVIEWER, revoked_by=None)
+        assert not user_has_role(requester, Role.REVIEWER)
+    # Outside a request nothing is remembered: every check reads the database.
+    with django_assert_num_queries(2):
+        assert not user_has_role(requester, Role.REVIEWER)
+        assert not user_has_role(requester, Role.AUDITOR)
+
+
+def test_the_roles_of_a_request_are_forgotten_when_it_ends(requester):
+    from django.contrib.auth.models import Group
+    from django.test import RequestFactory
+
+    from config.middleware import RolesMemoMiddleware
+
+    def view(request):  # a grant made behind the memo's back, mid-request
+        seen = user_has_role(requester, Role.AUDITOR)
+        requester.groups.add(Group.objects.get(name=Role.AUDITOR.value))
+        return seen, user_has_role(requester, Role.AUDITOR)
+
+    middleware = RolesMemoMiddleware(view)
+    assert middleware(RequestFactory().get("/")) == (False, False)
+    assert middleware(RequestFactory().get("/")) == (True, True)

@@ -2,17 +2,21 @@
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
 from rest_framework.test import APIClient
 
+from generation.services import job_create
 from governance.approvals.selectors import (
     downloadable_outputs,
+    visible_job,
     visible_jobs,
     visible_outputs,
     visible_requests,
 )
 from governance.approvals.services import review_decide, team_member_add
+from governance.roles import Role, role_grant, role_revoke
 
-from .conftest import CHECKLIST
+from .conftest import CHECKLIST, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +47,40 @@ def test_the_api_hides_other_teams_jobs_and_outputs(output, other_team):
     assert tom.get(f"/api/v1/jobs/{output.job_id}/").status_code == 404
     assert tom.get(f"/api/v1/outputs/{output.pk}/").status_code == 404
     assert tom.get(f"/api/v1/outputs/{output.pk}/download/").status_code == 404
+
+
+def test_one_job_is_found_by_exactly_the_rule_of_the_job_list(
+    output, other_team, outsider, auditor, reviewer, requester
+):
+    tom = get_user_model().objects.get(username="tom")
+    stella = get_user_model().objects.create_user("stella", is_staff=True)
+    remy = make_user("remy", Role.AUDITOR)
+    remy.is_active = False  # an inactive auditor keeps no role
+    remy.save()
+    lone = job_create(created_by=outsider, caption="a job of no request")
+    users = [requester, tom, outsider, auditor, reviewer, stella, remy]
+    assert [u.username for u in users if visible_job(u, output.job_id)] == [
+        "rita", "audrey", "rory", "stella"
+    ]  # fmt: skip
+    assert [u.username for u in users if visible_job(u, lone.pk)] == [
+        "oscar", "audrey", "rory", "stella"
+    ]  # fmt: skip
+    for user in [*users, AnonymousUser(), None]:
+        for job in (output.job, lone):
+            listed = visible_jobs(user).filter(pk=job.pk).first()
+            assert visible_job(user, job.pk) == listed, (user, job.caption)
+
+
+def test_a_revoked_role_takes_effect_at_the_next_request(output, other_team):
+    tom = get_user_model().objects.get(username="tom")
+    role_grant(user=tom, role=Role.AUDITOR, granted_by=None)
+    client = _client(tom)  # one user object serves every request of this client
+    assert client.get(f"/api/v1/jobs/{output.job_id}/").status_code == 200
+    assert client.get(f"/api/v1/outputs/{output.pk}/").status_code == 200
+    again = get_user_model().objects.get(pk=tom.pk)
+    role_revoke(user=again, role=Role.AUDITOR, revoked_by=None)
+    assert client.get(f"/api/v1/jobs/{output.job_id}/").status_code == 404
+    assert client.get(f"/api/v1/outputs/{output.pk}/").status_code == 404
 
 
 def test_requesters_download_only_approved_outputs(output, requester, reviewer):
