@@ -77,7 +77,8 @@ class JobListCreateApi(ListAPIView):
             )
         except JobInputError as exc:
             raise ValidationError({key: [msg] for key, msg in exc.errors.items()}) from exc
-        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+        body = JobSerializer(job, context={"just_created": True}).data
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 def visible_job(request: Request, job_id: str) -> GenerationJob:

@@ -68,5 +68,7 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_output(self, obj: GenerationJob) -> str | None:
+        if self.context.get("just_created"):
+            return None  # the job was created by this request: no output can exist yet
         output = getattr(obj, "output", None)
         return str(output.id) if output is not None else None

@@ -33,6 +33,7 @@ from governance.audit.errors import (
     AuditOutsideTransaction,
 )
 from governance.audit.models import AuditChainHead, AuditEvent
+from governance.audit.signals import audit_appending
 
 Actor = AbstractBaseUser | AnonymousUser | None
 
@@ -98,9 +99,11 @@ def audit_append(
     elif client_ip and not (client_ip := clean_client_ip(client_ip)):
         raise AuditInvalid("client_ip", "is not an IP address")
     actor_id, actor_username = _actor_snapshot(actor)
-    # 3. Take the chain head; its row lock holds until the caller's transaction ends.
+    # 3. Let receivers (webhooks) read what they need while no lock is held.
+    followups = [then for _, then in audit_appending.send(AuditEvent, action=action) if then]
+    # 4. Take the chain head; its row lock holds until the caller's transaction ends.
     head = _locked_head()
-    # 4. Link, hash and insert the event, then move the head onto it.
+    # 5. Link, hash and insert the event, then move the head onto it.
     event = AuditEvent(
         sequence=head.sequence + 1,
         occurred_at=timezone.now(),
@@ -133,6 +136,9 @@ def audit_append(
     AuditChainHead.objects.filter(pk=1).update(
         sequence=event.sequence, hash=event.hash, updated_at=event.occurred_at
     )
+    # 6. The receivers' writes that need the event (its sequence).
+    for then in followups:
+        then(event)
     return event
 
 

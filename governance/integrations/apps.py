@@ -10,9 +10,10 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         # Webhooks follow the audit trail: every governed event an endpoint subscribes to
         # becomes a delivery in the same transaction (governance/integrations/webhooks.py).
-        from django.db.models.signals import post_save
-
         from governance.audit.models import AuditEvent
-        from governance.integrations.webhooks import on_audit_event
+        from governance.audit.signals import audit_appending
+        from governance.integrations.webhooks import on_audit_appending
 
-        post_save.connect(on_audit_event, sender=AuditEvent, dispatch_uid="integrations.webhooks")
+        audit_appending.connect(
+            on_audit_appending, sender=AuditEvent, dispatch_uid="integrations.webhooks"
+        )

@@ -3,6 +3,8 @@
 The delivery row is written in the transaction of the event itself, so a write that rolls
 back sends nothing, and a committed one is never forgotten; the POST happens after commit,
 on a Celery task (or a thread of the embedded default), retried with exponential backoff.
+The subscribed endpoints are read before the audit chain's head lock is taken (the
+``audit_appending`` signal); only the delivery rows, which need the event, are written under it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -65,20 +68,32 @@ def event_body(delivery_id: Any, event: AuditEvent) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def on_audit_event(sender: type, instance: AuditEvent, created: bool, **kwargs: Any) -> None:
-    """post_save of AuditEvent: queue one delivery per active endpoint subscribed to it."""
-    if not created or kwargs.get("raw") or instance.action not in WEBHOOK_EVENTS:
-        return
+def on_audit_appending(
+    sender: type, action: str, **kwargs: Any
+) -> Callable[[AuditEvent], None] | None:
+    """``audit_appending``: find the active endpoints subscribed to the action before the
+    chain lock is taken; the returned callable queues one delivery per endpoint."""
+    if action not in WEBHOOK_EVENTS:
+        return None
     # JSON list containment is not portable to SQLite; endpoints are few, filter here.
-    for endpoint in WebhookEndpoint.objects.filter(active=True).only("pk", "events"):
-        if instance.action not in endpoint.events:
-            continue
-        delivery = WebhookDelivery(
-            endpoint_id=endpoint.pk, event_type=instance.action, event_sequence=instance.sequence
-        )
-        delivery.body = event_body(delivery.id, instance)
-        delivery.save(force_insert=True)
-        transaction.on_commit(lambda pk=delivery.pk: webhook_dispatch(delivery_id=pk))
+    endpoints = [
+        endpoint.pk
+        for endpoint in WebhookEndpoint.objects.filter(active=True).only("pk", "events")
+        if action in endpoint.events
+    ]
+    if not endpoints:
+        return None
+
+    def queue_deliveries(event: AuditEvent) -> None:
+        for endpoint_id in endpoints:
+            delivery = WebhookDelivery(
+                endpoint_id=endpoint_id, event_type=event.action, event_sequence=event.sequence
+            )
+            delivery.body = event_body(delivery.id, event)
+            delivery.save(force_insert=True)
+            transaction.on_commit(lambda pk=delivery.pk: webhook_dispatch(delivery_id=pk))
+
+    return queue_deliveries
 
 
 _executor: ThreadPoolExecutor | None = None

@@ -133,3 +133,27 @@ def test_a_job_status_read_costs_two_queries_the_token_and_the_job(
     client = _token_client(outsider)
     with django_assert_max_num_queries(2):
         assert client.get(f"/api/v1/jobs/{job.id}/").status_code == 404
+
+
+def test_a_submission_holds_the_audit_chain_lock_only_for_the_event_and_the_head(
+    api, model_version
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        response = api.post("/api/v1/jobs/", {"caption": "a red circle"}, format="json")
+    assert response.status_code == 201
+    assert response.json()["output"] is None
+    statements = [query["sql"] for query in captured.captured_queries]
+    locked = next(i for i, sql in enumerate(statements) if sql.endswith("FOR UPDATE"))
+    assert '"audit_auditchainhead"' in statements[locked]
+    # Under the lock: the event, the head, and the end of the transaction; nothing after
+    # it either (a job created by this request cannot have an output to look up).
+    held = statements[locked + 1 :]
+    assert held[0].startswith('INSERT INTO "audit_auditevent"')
+    assert held[1].startswith('UPDATE "audit_auditchainhead"')
+    assert [sql.split()[0] for sql in held[2:]] in (["RELEASE"], ["COMMIT"])
+    # The webhook endpoints were read before the lock was taken.
+    endpoints = [i for i, sql in enumerate(statements) if "integrations_webhookendpoint" in sql]
+    assert endpoints and max(endpoints) < locked
