@@ -293,3 +293,18 @@ def test_the_fast_serialisation_equals_the_documented_json(payload, username, ta
     assert canonical_message(**fields, payload_json=event.payload_json) == _documented_message(
         event
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    # Keys shorter than, as long as and longer than SHA-256's 64-byte block (hashed first).
+    key=st.binary(min_size=1, max_size=64) | st.binary(min_size=65, max_size=300),
+    message=st.binary(max_size=300),
+)
+def test_the_chain_hasher_is_hmac_sha256(key, message):
+    from governance.audit.chain import ChainHasher
+
+    hasher = ChainHasher(key)
+    expected = hmac.new(key, message, hashlib.sha256).hexdigest()
+    assert hasher.digest(message) == expected
+    assert hasher.digest(message) == expected  # the key schedule is reused, not consumed
