@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import math
+import mmap
 import pickle
 import types
 from collections.abc import Iterable, Mapping
@@ -129,13 +130,20 @@ def load_module(
     dtype: torch.dtype,
     skip_prefixes: tuple[str, ...] = (),
     dtype_overrides: Mapping[str, torch.dtype] | None = None,
+    map_prefixes: tuple[str, ...] = (),
 ) -> None:
     """Strictly load a safetensors file into `module` (which may live on the meta device);
-    floats become `dtype`, or `dtype_overrides[prefix]` for keys starting with that prefix."""
+    floats become `dtype`, or `dtype_overrides[prefix]` for keys starting with that prefix.
+
+    Keys starting with one of `map_prefixes` are memory-mapped instead of read when they need no
+    conversion (CPU, stored dtype wanted): meant for lookup tables such as a token embedding, of
+    which each call touches a few rows, so only those pages become resident.
+    """
     if not path.is_file():
         raise CheckpointError(f"missing checkpoint file {path}")
     expected = {k: v.shape for k, v in module.state_dict().items()}
     tensors = {}
+    mapped: mmap.mmap | None = None
     # Plain reads, one tensor at a time, rather than a memory map: a mapped file stays resident
     # as a whole while any tensor from it lives, so converted or skipped tensors would still
     # count towards the process's memory.
@@ -152,21 +160,48 @@ def load_module(
             numel = math.prod(info["shape"])
             if end - begin != numel * stored.itemsize:
                 raise CheckpointError(f"{path}: {k} has {end - begin} bytes for {info['shape']}")
+            want = dtype
+            for prefix, override in (dtype_overrides or {}).items():
+                if k.startswith(prefix):
+                    want = override
+            want = want if stored.is_floating_point else stored
             if numel == 0:
                 t = torch.empty(info["shape"], dtype=stored)
+            elif k.startswith(map_prefixes) and device.type == "cpu" and want == stored:
+                if mapped is None:  # one private (copy-on-write) map per file, shared by keys
+                    mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
+                if (data_start + begin) % stored.itemsize or data_start + end > len(mapped):
+                    raise CheckpointError(f"{path}: {k} is misaligned or runs past the file end")
+                t = torch.frombuffer(mapped, dtype=stored, count=numel, offset=data_start + begin)
+                t = t.reshape(info["shape"])
+                _check_mapped_finite(mapped, t, data_start + begin, k, path)
             else:
                 raw = bytearray(end - begin)
                 fh.seek(data_start + begin)
                 if fh.readinto(raw) != len(raw):
                     raise CheckpointError(f"{path}: file ends inside {k}")
                 t = torch.frombuffer(raw, dtype=stored).reshape(info["shape"])  # bytes -> shape
-            check_finite({k: t}, str(path))
-            want = dtype
-            for prefix, override in (dtype_overrides or {}).items():
-                if k.startswith(prefix):
-                    want = override
-            tensors[k] = t.to(device=device, dtype=want if t.is_floating_point() else t.dtype)
+                check_finite({k: t}, str(path))
+            tensors[k] = t.to(device=device, dtype=want)
     module.load_state_dict(tensors, strict=True, assign=True)
+
+
+def _check_mapped_finite(
+    mapped: mmap.mmap, t: torch.Tensor, offset: int, key: str, path: Path
+) -> None:
+    """check_finite for a memory-mapped tensor, one slab at a time, handing each slab's pages
+    back afterwards so that checking does not make the whole table resident."""
+    flat = t.view(-1)
+    per_slab = max(1, (32 << 20) // t.element_size())  # 32 MiB
+    page = mmap.PAGESIZE
+    for i in range(0, flat.numel(), per_slab):
+        check_finite({key: flat[i : i + per_slab]}, str(path))
+        # Whole pages inside this slab only: a page shared with another tensor stays mapped.
+        lo = offset + i * t.element_size()
+        hi = offset + min(flat.numel(), i + per_slab) * t.element_size()
+        lo_page, hi_page = -(-lo // page) * page, hi // page * page
+        if hi_page > lo_page:
+            mapped.madvise(mmap.MADV_DONTNEED, lo_page, hi_page - lo_page)
 
 
 # ---------------------------------------------------------------------------------------------

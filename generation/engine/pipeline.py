@@ -201,7 +201,14 @@ class TextToImagePipeline:
         )
         load_module(transformer, root / TRANSFORMER_FILE, device=target, dtype=dtype)
         if text is not None:
-            load_module(text, root / TEXT_ENCODER_FILE, device=target, dtype=dtype)
+            # Captions use a few dozen of the 49,408 embedding rows: map the table, do not read it.
+            load_module(
+                text,
+                root / TEXT_ENCODER_FILE,
+                device=target,
+                dtype=dtype,
+                map_prefixes=("token_embedding.",),
+            )
         return cls(
             config,
             vqvae,

@@ -31,13 +31,16 @@ class ResnetBlock(nn.Module):
         self.nin_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else None
 
     def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
-        # In-place SiLU on the fresh GroupNorm output saves a full-size activation at inference;
-        # training needs that input for the backward pass.
+        # At inference SiLU runs in place on the fresh GroupNorm output and each intermediate is
+        # dropped as soon as the next exists (one name, rebound), so at most three full-size
+        # activations live at once; training needs them all for the backward pass.
         inplace = not torch.is_grad_enabled()
-        h1 = self.conv1(F.silu(self.norm1(x_BCHW), inplace=inplace))
-        h: torch.Tensor = self.conv2(F.silu(self.norm2(h1), inplace=inplace))
+        h = self.norm1(x_BCHW)
+        h = self.conv1(F.silu(h, inplace=inplace))
+        h = self.norm2(h)
+        h = self.conv2(F.silu(h, inplace=inplace))
         skip: torch.Tensor = x_BCHW if self.nin_shortcut is None else self.nin_shortcut(x_BCHW)
-        return h.add_(skip) if inplace else skip + h
+        return h.add_(skip) if inplace else skip + h  # type: ignore[no-any-return]
 
 
 class AttnBlock(nn.Module):
