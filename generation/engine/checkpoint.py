@@ -6,6 +6,7 @@ Letters: L tokens over all scales, C transformer width, S scales, V codebook siz
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -13,7 +14,7 @@ import math
 import mmap
 import pickle
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -130,20 +131,23 @@ def load_module(
     dtype: torch.dtype,
     skip_prefixes: tuple[str, ...] = (),
     dtype_overrides: Mapping[str, torch.dtype] | None = None,
-    map_prefixes: tuple[str, ...] = (),
-) -> None:
+    map_if: Callable[[str], bool] | None = None,
+) -> MappedPages:
     """Strictly load a safetensors file into `module` (which may live on the meta device);
     floats become `dtype`, or `dtype_overrides[prefix]` for keys starting with that prefix.
 
-    Keys starting with one of `map_prefixes` are memory-mapped instead of read when they need no
-    conversion (CPU, stored dtype wanted): meant for lookup tables such as a token embedding, of
-    which each call touches a few rows, so only those pages become resident.
+    Keys for which `map_if` is true are memory-mapped instead of read when they need no
+    conversion (CPU, stored dtype wanted), so only the pages a computation touches are resident:
+    meant for a token embedding (a call reads a few rows) and for weights used once per request,
+    whose pages the returned MappedPages can hand back after use. Mapped tensors are private
+    copy-on-write maps of the file: for inference only (a write would be lost on release).
     """
     if not path.is_file():
         raise CheckpointError(f"missing checkpoint file {path}")
     expected = {k: v.shape for k, v in module.state_dict().items()}
     tensors = {}
     mapped: mmap.mmap | None = None
+    ranges: list[tuple[int, int]] = []
     # Plain reads, one tensor at a time, rather than a memory map: a mapped file stays resident
     # as a whole while any tensor from it lives, so converted or skipped tensors would still
     # count towards the process's memory.
@@ -167,7 +171,7 @@ def load_module(
             want = want if stored.is_floating_point else stored
             if numel == 0:
                 t = torch.empty(info["shape"], dtype=stored)
-            elif k.startswith(map_prefixes) and device.type == "cpu" and want == stored:
+            elif map_if is not None and map_if(k) and device.type == "cpu" and want == stored:
                 if mapped is None:  # one private (copy-on-write) map per file, shared by keys
                     mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
                 if (data_start + begin) % stored.itemsize or data_start + end > len(mapped):
@@ -175,6 +179,7 @@ def load_module(
                 t = torch.frombuffer(mapped, dtype=stored, count=numel, offset=data_start + begin)
                 t = t.reshape(info["shape"])
                 _check_mapped_finite(mapped, t, data_start + begin, k, path)
+                ranges.append((data_start + begin, data_start + end))
             else:
                 raw = bytearray(end - begin)
                 fh.seek(data_start + begin)
@@ -184,6 +189,29 @@ def load_module(
                 check_finite({k: t}, str(path))
             tensors[k] = t.to(device=device, dtype=want)
     module.load_state_dict(tensors, strict=True, assign=True)
+    return MappedPages(mapped, ranges)
+
+
+@dataclasses.dataclass
+class MappedPages:
+    """The file ranges of the tensors load_module memory-mapped; `release` hands their resident
+    pages back to the OS (the next read faults them in again from the page cache)."""
+
+    mapped: mmap.mmap | None
+    ranges: list[tuple[int, int]]
+
+    def release(self) -> None:
+        for lo, hi in self.ranges:
+            _drop_pages(self.mapped, lo, hi)
+
+
+def _drop_pages(mapped: mmap.mmap | None, lo: int, hi: int) -> None:
+    """madvise(DONTNEED) on the whole pages inside [lo, hi): a page shared with a neighbouring
+    tensor stays."""
+    page = mmap.PAGESIZE
+    lo_page, hi_page = -(-lo // page) * page, hi // page * page
+    if mapped is not None and hi_page > lo_page:
+        mapped.madvise(mmap.MADV_DONTNEED, lo_page, hi_page - lo_page)
 
 
 def _check_mapped_finite(
@@ -193,15 +221,10 @@ def _check_mapped_finite(
     back afterwards so that checking does not make the whole table resident."""
     flat = t.view(-1)
     per_slab = max(1, (32 << 20) // t.element_size())  # 32 MiB
-    page = mmap.PAGESIZE
     for i in range(0, flat.numel(), per_slab):
         check_finite({key: flat[i : i + per_slab]}, str(path))
-        # Whole pages inside this slab only: a page shared with another tensor stays mapped.
         lo = offset + i * t.element_size()
-        hi = offset + min(flat.numel(), i + per_slab) * t.element_size()
-        lo_page, hi_page = -(-lo // page) * page, hi // page * page
-        if hi_page > lo_page:
-            mapped.madvise(mmap.MADV_DONTNEED, lo_page, hi_page - lo_page)
+        _drop_pages(mapped, lo, offset + min(flat.numel(), i + per_slab) * t.element_size())
 
 
 # ---------------------------------------------------------------------------------------------

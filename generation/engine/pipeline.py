@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generation.engine.checkpoint import load_module, save_module, sha256_of
+from generation.engine.checkpoint import MappedPages, load_module, save_module, sha256_of
 from generation.engine.config import VarClipConfig
 from generation.engine.errors import CheckpointError, EngineInputError, EngineTypeError
 from generation.engine.sampling import SampleOutput, SamplingSettings, check_seeds, sample_tokens
@@ -132,6 +132,8 @@ class TextToImagePipeline:
         # The quantizer's f_hat stays float32 whatever the model dtype, as in the reference.
         self.vqvae = vqvae.to(self.device).eval().requires_grad_(False)
         self.vqvae.prepare_decoder(self.decoder_dtype, channels_last)
+        # Memory-mapped weights read once per request (from_pretrained sets this on the CPU).
+        self.per_request_pages = MappedPages(None, [])
 
     @classmethod
     def from_config(
@@ -199,7 +201,15 @@ class TextToImagePipeline:
             skip_prefixes=ENCODER_PREFIXES,
             dtype_overrides=decoder_overrides,
         )
-        load_module(transformer, root / TRANSFORMER_FILE, device=target, dtype=dtype)
+        # The AdaLN projections (a third of d16's weights) run once per request, on the
+        # condition: mapped, and handed back once the sampler has memoised their outputs.
+        ada_pages = load_module(
+            transformer,
+            root / TRANSFORMER_FILE,
+            device=target,
+            dtype=dtype,
+            map_if=lambda key: ".ada_lin." in key,
+        )
         if text is not None:
             # Captions use a few dozen of the 49,408 embedding rows: map the table, do not read it.
             load_module(
@@ -207,9 +217,9 @@ class TextToImagePipeline:
                 root / TEXT_ENCODER_FILE,
                 device=target,
                 dtype=dtype,
-                map_prefixes=("token_embedding.",),
+                map_if=lambda key: key.startswith("token_embedding."),
             )
-        return cls(
+        pipe = cls(
             config,
             vqvae,
             transformer,
@@ -219,6 +229,8 @@ class TextToImagePipeline:
             decoder_dtype=decoder_dtype,
             channels_last=channels_last,
         )
+        pipe.per_request_pages = ada_pages
+        return pipe
 
     def save_pretrained(self, path: str | Path) -> dict[str, str]:
         """Write config.json and one float32 safetensors file per model; return name -> SHA-256."""
@@ -297,7 +309,14 @@ class TextToImagePipeline:
         t0 = time.perf_counter()
         cond = cond.to(self.device, self.dtype if cond.is_floating_point() else cond.dtype)
         out: SampleOutput = sample_tokens(
-            self.transformer, self.vqvae.quantize, cond, seeds, settings, progress, on_scale
+            self.transformer,
+            self.vqvae.quantize,
+            cond,
+            seeds,
+            settings,
+            progress,
+            on_scale,
+            on_start=self.per_request_pages.release,
         )
         t1 = time.perf_counter()
         with torch.inference_mode():

@@ -159,8 +159,12 @@ def sample_tokens(
     settings: SamplingSettings,
     progress: Callable[[int, int], None] | None = None,
     on_scale: Callable[[int, torch.Tensor], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> SampleOutput:
-    """Sample every scale for a batch of conditions (text embeddings (B, D) or labels (B,))."""
+    """Sample every scale for a batch of conditions (text embeddings (B, D) or labels (B,)).
+
+    `on_start` runs once the condition's AdaLN outputs are memoised, before the KV cache is
+    allocated: the last moment the AdaLN weights are needed."""
     # 1. Check the request against the model.
     B, S, V = cond.shape[0], len(transformer.patch_nums), transformer.V
     seeds = check_seeds(seeds, B)
@@ -169,7 +173,7 @@ def sample_tokens(
     draws = TokenDraws(seeds, settings.rng)
 
     # 2. Memoise the condition and AdaLN outputs; allocate the KV cache.
-    state, x_BlC = transformer.start_inference(cond)
+    state, x_BlC = transformer.start_inference(cond, on_start)
     side = transformer.patch_nums[-1]
     fhat_BChw = torch.zeros(B, quantizer.Cvae, side, side, device=cond.device)
     codebook_VC = quantizer.embedding.weight

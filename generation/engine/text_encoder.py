@@ -13,6 +13,7 @@ D embedding width.
 
 from __future__ import annotations
 
+import typing
 from collections import OrderedDict
 
 import torch
@@ -30,6 +31,19 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+class TextMLP(nn.Sequential):
+    """c_fc -> activation -> c_proj, a Sequential so the keys read `mlp.c_fc.*` as open_clip's."""
+
+    def __init__(self, width: int, hidden: int, act_layer: type[nn.Module]):
+        super().__init__(
+            OrderedDict(
+                c_fc=nn.Linear(width, hidden), gelu=act_layer(), c_proj=nn.Linear(hidden, width)
+            )
+        )
+        self.c_fc: nn.Linear
+        self.c_proj: nn.Linear
+
+
 class TextBlock(nn.Module):
     """x += Attn(LN(x), mask); x += MLP(LN(x)); names as open_clip's ResidualAttentionBlock."""
 
@@ -39,11 +53,7 @@ class TextBlock(nn.Module):
         self.ln_1 = nn.LayerNorm(width)
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.ln_2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(
-            OrderedDict(
-                c_fc=nn.Linear(width, hidden), gelu=act_layer(), c_proj=nn.Linear(hidden, width)
-            )
-        )
+        self.mlp = TextMLP(width, hidden, act_layer)
 
     def forward(self, x_NTW: torch.Tensor, mask_TT: torch.Tensor) -> torch.Tensor:
         h_NTW = self.ln_1(x_NTW)
@@ -61,8 +71,13 @@ class TextTransformer(nn.Module):
             [TextBlock(cfg.width, cfg.heads, cfg.mlp_ratio, act) for _ in range(cfg.layers)]
         )
 
+    @property
+    def blocks(self) -> list[TextBlock]:
+        """The blocks, typed."""
+        return typing.cast(list[TextBlock], list(self.resblocks))
+
     def forward(self, x_NTW: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        for block in self.resblocks:
+        for block in self.blocks:
             x_NTW = block(x_NTW, attn_mask)
         return x_NTW
 
@@ -85,7 +100,7 @@ class ClipTextEncoder(nn.Module):
         W, layers = self.cfg.width, self.cfg.layers
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.positional_embedding, std=0.01)
-        for block in self.transformer.resblocks:
+        for block in self.transformer.blocks:
             nn.init.normal_(block.attn.in_proj_weight, std=W**-0.5)
             nn.init.normal_(block.attn.out_proj.weight, std=W**-0.5 * (2 * layers) ** -0.5)
             nn.init.normal_(block.mlp.c_fc.weight, std=(2 * W) ** -0.5)

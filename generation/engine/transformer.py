@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -283,11 +284,18 @@ class NextScaleTransformer(nn.Module):
             x_BLC = block(x_BLC, block.modulation(cond_BC), attend)
         return self.logits(x_BLC, self.head_nm.modulation(cond_BC))
 
-    def start_inference(self, cond: torch.Tensor) -> tuple[InferenceState, torch.Tensor]:
-        """Memoise the condition (conditional rows, then null rows) and return the scale-0 input."""
+    def start_inference(
+        self, cond: torch.Tensor, on_memoised: Callable[[], None] | None = None
+    ) -> tuple[InferenceState, torch.Tensor]:
+        """Memoise the condition (conditional rows, then null rows) and return the scale-0 input;
+        `on_memoised` runs after the AdaLN outputs exist and before the KV cache is allocated."""
         B, cfg = cond.shape[0], self.cfg
         both = torch.cat((cond, self.null_condition(B, cond.device).to(cond.dtype)), dim=0)
         cond_BC = self.condition(both)
+        ada = [blk.modulation(cond_BC) for blk in self.block_list]
+        head_ada = self.head_nm.modulation(cond_BC)
+        if on_memoised is not None:
+            on_memoised()
         H, c = cfg.num_heads, cfg.width // cfg.num_heads
         # The last scale's keys are never read by a later scale, so no slots are kept for them.
         capacity = self.begin_ends[-1][0]
@@ -298,12 +306,7 @@ class NextScaleTransformer(nn.Module):
             v=w.new_empty(kv_shape),
             qkv_bias=[blk.attn.qkv_bias() for blk in self.block_list],
         )
-        state = InferenceState(
-            cond_BC=cond_BC,
-            ada=[blk.modulation(cond_BC) for blk in self.block_list],
-            head_ada=self.head_nm.modulation(cond_BC),
-            cache=cache,
-        )
+        state = InferenceState(cond_BC=cond_BC, ada=ada, head_ada=head_ada, cache=cache)
         x_B1C = cond_BC[:, None] + self.pos_start + self.lvl_pos(0, self.first_l)
         return state, x_B1C
 

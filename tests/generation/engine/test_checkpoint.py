@@ -116,6 +116,27 @@ def test_save_pretrained_then_from_pretrained_gives_identical_images(
     assert (a.images == b.images).all()
 
 
+def test_adaln_weights_are_mapped_released_after_each_start_and_read_back_intact(
+    tiny_pipeline: TextToImagePipeline, tmp_path: Path
+) -> None:
+    tiny_pipeline.save_pretrained(tmp_path)
+    loaded = TextToImagePipeline.from_pretrained(tmp_path)
+    depth = tiny_pipeline.config.transformer.depth
+    # Every block's and the head's AdaLN weight and bias.
+    assert len(loaded.per_request_pages.ranges) == 2 * (depth + 1)
+    releases = []
+    release = loaded.per_request_pages.release
+    loaded.per_request_pages.release = lambda: releases.append(1) or release()  # type: ignore[method-assign]
+    settings = SamplingSettings(top_k=50)
+    want = tiny_pipeline.generate(["a red square", "a blue circle"], [7, 8], settings)
+    for _ in range(2):  # the second run reads the released pages back from the file
+        got = loaded.generate(["a red square", "a blue circle"], [7, 8], settings)
+        assert (got.images == want.images).all()
+    assert releases == [1, 1]
+    for key, value in tiny_pipeline.transformer.state_dict().items():
+        assert torch.equal(loaded.transformer.state_dict()[key], value), key
+
+
 def test_loading_refuses_missing_unexpected_misshaped_and_nan_weights(
     tiny_pipeline: TextToImagePipeline, tmp_path: Path
 ) -> None:
