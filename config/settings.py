@@ -107,7 +107,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 _redis_cache = env.get_url("CACHE_URL", None, ("redis", "rediss"))
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_cache}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _redis_cache,
+            # Keeps deployments (or test runs) sharing one Redis database apart: throttle
+            # histories, role memos and cached verdicts of one never count in another.
+            "KEY_PREFIX": env.get_str("CACHE_KEY_PREFIX", ""),
+        }
         if _redis_cache
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )

@@ -22,6 +22,8 @@ export GENERATION_QUEUE=${TEST_GENERATION_QUEUE:-gpu-test-$RUN_ID}
 export CELERY_BROKER_URL=${TEST_CELERY_BROKER_URL:-amqp://guest:guest@127.0.0.1:5672//}
 export CELERY_RESULT_BACKEND=${TEST_CELERY_RESULT_BACKEND:-redis://127.0.0.1:6379/1}
 export CACHE_URL=${TEST_CACHE_URL:-redis://127.0.0.1:6379/2}
+# A prefix per run: throttle counts left in Redis by an earlier run or a benchmark never apply.
+export CACHE_KEY_PREFIX=run$RUN_ID
 export DJANGO_DEBUG=0 DJANGO_SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef
 export AUDIT_HMAC_KEY=test-only-audit-hmac-key-0123456789abcdef
 # plain HTTP on loopback: no HTTPS redirect, cookies not secure-only

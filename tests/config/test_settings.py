@@ -84,3 +84,26 @@ def test_production_without_an_audit_key_fails_loudly(tmp_path):
     )
     assert result.returncode != 0
     assert "AUDIT_HMAC_KEY is required" in result.stderr
+
+
+def test_cache_key_prefix_separates_deployments_sharing_one_redis(tmp_path):
+    probe = (
+        "import django; from django.conf import settings; django.setup();"
+        "from django.core.cache import caches;"
+        "print(settings.CACHES['default']['KEY_PREFIX'], caches['default'].make_key('k'))"
+    )
+    base = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "config.settings"}
+    redis = {"VAR_DIR": str(tmp_path), "CACHE_URL": "redis://127.0.0.1:6379/2"}
+    outputs = []
+    for prefix in ("run-a", "run-b"):
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=ROOT,
+            env={**base, **redis, "CACHE_KEY_PREFIX": prefix},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout.split())
+    assert outputs == [["run-a", "run-a:1:k"], ["run-b", "run-b:1:k"]]
