@@ -37,15 +37,21 @@ class VQVAEConfig:
     quant_conv_ks: int = 3
     using_sa: bool = True  # attention at the lowest resolution
     using_mid_sa: bool = True
+    # GroupNorm groups. The official 32 with ch=160 puts 5 channels in a group; with a narrow
+    # ch it becomes per-channel (instance) normalisation, which erases flat colours: small
+    # models on synthetic images want few groups (the demo uses 1).
+    norm_groups: int = GROUPNORM_GROUPS
 
     def __post_init__(self) -> None:
         _require(self.vocab_size >= 2, "vqvae.vocab_size must be at least 2")
         _require(self.z_channels >= 1 and self.ch >= 1, "vqvae widths must be positive")
         _require(len(self.ch_mult) >= 1, "vqvae.ch_mult must not be empty")
+        _require(self.norm_groups >= 1, "vqvae.norm_groups must be at least 1")
         for mult in self.ch_mult:
             _require(
-                mult >= 1 and (self.ch * mult) % GROUPNORM_GROUPS == 0,
-                f"vqvae.ch * ch_mult entries must be positive multiples of {GROUPNORM_GROUPS}",
+                mult >= 1 and (self.ch * mult) % self.norm_groups == 0,
+                f"vqvae.ch * ch_mult entries must be positive multiples of norm_groups "
+                f"({self.norm_groups})",
             )
         _require(self.num_res_blocks >= 1, "vqvae.num_res_blocks must be at least 1")
         _require(len(self.patch_nums) >= 2, "vqvae.patch_nums needs at least two scales")

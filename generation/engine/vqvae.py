@@ -12,22 +12,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generation.engine.config import GROUPNORM_GROUPS, VQVAEConfig
+from generation.engine.config import VQVAEConfig
 from generation.engine.quantizer import CodebookUsage, MultiScaleQuantizer
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm(32, eps 1e-6) with affine parameters, as in the LDM autoencoders."""
-    return nn.GroupNorm(GROUPNORM_GROUPS, channels, eps=1e-6, affine=True)
+def group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    """GroupNorm(groups, eps 1e-6) with affine parameters, as in the LDM autoencoders (32)."""
+    return nn.GroupNorm(groups, channels, eps=1e-6, affine=True)
 
 
 class ResnetBlock(nn.Module):
     """Two GroupNorm-SiLU-conv3x3 stages; a 1x1 `nin_shortcut` only when the width changes."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, groups: int):
         super().__init__()
-        self.norm1, self.conv1 = group_norm(c_in), nn.Conv2d(c_in, c_out, 3, 1, 1)
-        self.norm2, self.conv2 = group_norm(c_out), nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.norm1, self.conv1 = group_norm(c_in, groups), nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.norm2, self.conv2 = group_norm(c_out, groups), nn.Conv2d(c_out, c_out, 3, 1, 1)
         self.nin_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else None
 
     def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
@@ -46,9 +46,9 @@ class ResnetBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head self-attention over all positions with one fused 1x1 `qkv` conv."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, groups: int):
         super().__init__()
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, groups)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
@@ -90,10 +90,12 @@ class Upsample(nn.Module):
 class Level(nn.Module):
     """One resolution level: ResnetBlocks, optional attention after each, optional resampler."""
 
-    def __init__(self, widths: list[tuple[int, int]], attention: bool):
+    def __init__(self, widths: list[tuple[int, int]], attention: bool, groups: int):
         super().__init__()
-        self.block = nn.ModuleList([ResnetBlock(c_in, c_out) for c_in, c_out in widths])
-        self.attn = nn.ModuleList([AttnBlock(c_out) for _, c_out in widths] if attention else [])
+        self.block = nn.ModuleList([ResnetBlock(c_in, c_out, groups) for c_in, c_out in widths])
+        self.attn = nn.ModuleList(
+            [AttnBlock(c_out, groups) for _, c_out in widths] if attention else []
+        )
         self.downsample: nn.Module | None = None  # set by the Encoder on all but the last level
         self.upsample: nn.Module | None = None  # set by the Decoder on all but the first level
 
@@ -109,11 +111,11 @@ class Level(nn.Module):
 class Mid(nn.Module):
     """ResnetBlock, attention, ResnetBlock at the lowest resolution."""
 
-    def __init__(self, channels: int, attention: bool):
+    def __init__(self, channels: int, attention: bool, groups: int):
         super().__init__()
-        self.block_1 = ResnetBlock(channels, channels)
-        self.attn_1: nn.Module = AttnBlock(channels) if attention else nn.Identity()
-        self.block_2 = ResnetBlock(channels, channels)
+        self.block_1 = ResnetBlock(channels, channels, groups)
+        self.attn_1: nn.Module = AttnBlock(channels, groups) if attention else nn.Identity()
+        self.block_2 = ResnetBlock(channels, channels, groups)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.block_2(self.attn_1(self.block_1(h)))
@@ -132,13 +134,13 @@ class Encoder(nn.Module):
         c_in = cfg.ch
         for i, c_out in enumerate(widths):
             pairs = [(c_in if j == 0 else c_out, c_out) for j in range(cfg.num_res_blocks)]
-            level = Level(pairs, attention=cfg.using_sa and i == last)
+            level = Level(pairs, attention=cfg.using_sa and i == last, groups=cfg.norm_groups)
             if i != last:
                 level.downsample = Downsample(c_out)
             self.down.append(level)
             c_in = c_out
-        self.mid = Mid(c_in, cfg.using_mid_sa)
-        self.norm_out = group_norm(c_in)
+        self.mid = Mid(c_in, cfg.using_mid_sa, cfg.norm_groups)
+        self.norm_out = group_norm(c_in, cfg.norm_groups)
         self.conv_out = nn.Conv2d(c_in, cfg.z_channels, 3, 1, 1)
 
     def forward(self, img_B3HW: torch.Tensor) -> torch.Tensor:
@@ -160,19 +162,19 @@ class Decoder(nn.Module):
         widths = [cfg.ch * m for m in cfg.ch_mult]
         last = len(widths) - 1
         self.conv_in = nn.Conv2d(cfg.z_channels, widths[-1], 3, 1, 1)
-        self.mid = Mid(widths[-1], cfg.using_mid_sa)
+        self.mid = Mid(widths[-1], cfg.using_mid_sa, cfg.norm_groups)
         levels: list[nn.Module] = []
         c_in = widths[-1]
         for i in reversed(range(len(widths))):  # built from the lowest resolution upwards
             c_out = widths[i]
             pairs = [(c_in if j == 0 else c_out, c_out) for j in range(cfg.num_res_blocks + 1)]
-            level = Level(pairs, attention=cfg.using_sa and i == last)
+            level = Level(pairs, attention=cfg.using_sa and i == last, groups=cfg.norm_groups)
             if i != 0:
                 level.upsample = Upsample(c_out)
             levels.insert(0, level)
             c_in = c_out
         self.up = nn.ModuleList(levels)
-        self.norm_out = group_norm(c_in)
+        self.norm_out = group_norm(c_in, cfg.norm_groups)
         self.conv_out = nn.Conv2d(c_in, cfg.in_channels, 3, 1, 1)
 
     def forward(self, z_BChw: torch.Tensor) -> torch.Tensor:

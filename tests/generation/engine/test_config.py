@@ -66,5 +66,23 @@ def test_inconsistent_text_width_is_refused() -> None:
 
 
 def test_groupnorm_incompatible_width_is_refused() -> None:
-    with pytest.raises(EngineInputError, match="multiples of 32"):
+    with pytest.raises(EngineInputError, match=r"multiples of norm_groups \(32\)"):
         VQVAEConfig(ch=40)
+    with pytest.raises(EngineInputError, match=r"multiples of norm_groups \(16\)"):
+        VQVAEConfig(ch=40, ch_mult=(1, 2), norm_groups=16)
+    with pytest.raises(EngineInputError, match="norm_groups must be at least 1"):
+        VQVAEConfig(norm_groups=0)
+
+
+def test_norm_groups_reach_every_groupnorm_and_default_to_the_official_32() -> None:
+    import torch
+
+    from generation.engine.vqvae import VQVAE
+
+    assert VQVAEConfig().norm_groups == 32
+    old_file = VarClipConfig.from_preset("d16").to_dict()
+    del old_file["vqvae"]["norm_groups"]  # config.json written before the field existed
+    assert VarClipConfig.from_dict(old_file).vqvae.norm_groups == 32
+    cfg = VQVAEConfig(ch=40, ch_mult=(1, 2), num_res_blocks=1, patch_nums=(1, 2, 4), norm_groups=8)
+    norms = [m for m in VQVAE(cfg).modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and {m.num_groups for m in norms} == {8}

@@ -41,17 +41,17 @@ def _ada(n: int) -> tuple[torch.Tensor, ...]:
 CASES: list[
     tuple[str, Callable[[], nn.Module], Callable[[nn.Module], torch.Tensor], tuple[int, ...]]
 ] = [
-    ("ResnetBlock", lambda: ResnetBlock(32, 64), lambda m: m(_x(2, 32, 8, 8)), (2, 64, 8, 8)),
-    ("AttnBlock", lambda: AttnBlock(32), lambda m: m(_x(2, 32, 4, 4)), (2, 32, 4, 4)),
+    ("ResnetBlock", lambda: ResnetBlock(32, 64, 32), lambda m: m(_x(2, 32, 8, 8)), (2, 64, 8, 8)),
+    ("AttnBlock", lambda: AttnBlock(32, 32), lambda m: m(_x(2, 32, 4, 4)), (2, 32, 4, 4)),
     ("Downsample", lambda: Downsample(32), lambda m: m(_x(2, 32, 8, 8)), (2, 32, 4, 4)),
     ("Upsample", lambda: Upsample(32), lambda m: m(_x(2, 32, 4, 4)), (2, 32, 8, 8)),
     (
         "Level",
-        lambda: Level([(32, 32)], attention=True),
+        lambda: Level([(32, 32)], attention=True, groups=32),
         lambda m: m.blocks(_x(1, 32, 4, 4)),
         (1, 32, 4, 4),
     ),
-    ("Mid", lambda: Mid(32, True), lambda m: m(_x(1, 32, 4, 4)), (1, 32, 4, 4)),
+    ("Mid", lambda: Mid(32, True, 1), lambda m: m(_x(1, 32, 4, 4)), (1, 32, 4, 4)),
     ("Encoder", lambda: Encoder(VQ), lambda m: m(_x(1, 3, 32, 32)), (1, VQ.z_channels, 4, 4)),
     ("Decoder", lambda: Decoder(VQ), lambda m: m(_x(1, VQ.z_channels, 4, 4)), (1, 3, 32, 32)),
     ("Phi", lambda: Phi(8, 0.5), lambda m: m(_x(2, 8, 4, 4)), (2, 8, 4, 4)),
