@@ -44,15 +44,18 @@ def test_checkpoint_fits_the_30_mb_budget() -> None:
 def test_samples_follow_their_captions_better_than_the_null_condition(
     pipe: TextToImagePipeline, sampling: SamplingSettings
 ) -> None:
-    # Measured on the committed model with these 48 captions and seeds: background 42% against
-    # 12% for the null condition, colour 31% against 10% (see MODEL_CARD.md for the full table).
+    # Measured on the committed model with these 48 captions and seeds (MODEL_CARD.md has the
+    # full table): background 96% against 17% for the null condition, colour 54% against 12%,
+    # position 77% against 19%, size 67% against 56%; shape 21% for both.
     es = eval_set("train", 48, seed=77)
     seeds = list(range(48))
     conditional = oracle.score(generate(pipe, es.captions, seeds, sampling), es.attributes)
     null = oracle.score(generate(pipe, None, seeds, sampling), es.attributes)
-    assert conditional["background"] >= 0.3, conditional
-    assert conditional["background"] - null["background"] >= 0.15, (conditional, null)
-    assert conditional["colour"] >= null["colour"], (conditional, null)
+    assert conditional["background"] >= 0.85, conditional
+    assert conditional["colour"] >= 0.4, conditional
+    assert conditional["position"] >= 0.6, conditional
+    for field in ("background", "colour", "position"):
+        assert conditional[field] - null[field] >= 0.25, (field, conditional, null)
 
 
 def test_same_seed_gives_the_same_image(
