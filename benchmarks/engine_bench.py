@@ -51,8 +51,17 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def ours(pipe: TextToImagePipeline, text_BD: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-    """The engine's sampler: preallocated KV cache, AdaLN memoised, last scale's K/V not stored."""
-    return sample_tokens(pipe.transformer, pipe.vqvae.quantize, text_BD, seeds, SETTINGS).fhat_BChw
+    """The engine's sampler as the pipeline runs it: preallocated KV cache, AdaLN memoised (its
+    memory-mapped weights handed back once used), last scale's K/V not stored."""
+    out = sample_tokens(
+        pipe.transformer,
+        pipe.vqvae.quantize,
+        text_BD,
+        seeds,
+        SETTINGS,
+        on_start=pipe.per_request_pages.release,
+    )
+    return out.fhat_BChw
 
 
 @torch.inference_mode()
@@ -287,6 +296,8 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
         jobs.append({"sampler": "raster", "dtype": dtype, "batch": 1, "repeats": 1})
     if args.quick:
         jobs = [j for j in jobs if j["batch"] == batches[0]]
+    if args.samplers:
+        jobs = [j for j in jobs if j["sampler"] in args.samplers.split(",")]
     for job in jobs:
         job["device"] = args.device
     return jobs
@@ -383,6 +394,7 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--dtype", default="fp32,bf16", help="comma list of fp32, bf16")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--samplers", help="comma list of ours, no-kv-cache, raster (default all)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak")
     parser.add_argument("--json", type=Path, help="write all rows here")
     parser.add_argument("--ckpt", type=Path, help="reuse a checkpoint directory")
