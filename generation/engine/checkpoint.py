@@ -148,9 +148,9 @@ def load_module(
     tensors = {}
     mapped: mmap.mmap | None = None
     ranges: list[tuple[int, int]] = []
-    # Plain reads, one tensor at a time, rather than a memory map: a mapped file stays resident
-    # as a whole while any tensor from it lives, so converted or skipped tensors would still
-    # count towards the process's memory.
+    # Plain reads, one tensor at a time, rather than mapping the file: a mapped file's pages stay
+    # resident while any tensor from it lives, so converted or skipped tensors would still count
+    # towards the process's memory. Only `map_if` keys are mapped, and their pages are released.
     with open(path, "rb") as fh:
         header, data_start = _safetensors_header(fh, path)
         keys = [k for k in header if not k.startswith(skip_prefixes)]
