@@ -27,13 +27,13 @@ class Recipe:
     data_seed: int = 0
     train_images: int = 10000
     clip: ClipSettings = dataclasses.field(default_factory=ClipSettings)
-    clip_steps: int = 2000
+    clip_steps: int = 1500
     vqvae: VQVAESettings = dataclasses.field(default_factory=lambda: VQVAESettings(batch_size=16))
     vqvae_steps: int = 1500
     var: VarSettings = dataclasses.field(
-        default_factory=lambda: VarSettings(batch_size=32, bf16=True)
+        default_factory=lambda: VarSettings(batch_size=32, lr=2e-3, bf16=True)
     )
-    var_steps: int = 1200
+    var_steps: int = 1700
     seed: int = 0
     checkpoint_every: int = 100
     eval_seen: int = 200

@@ -45,17 +45,17 @@ def test_samples_follow_their_captions_better_than_the_null_condition(
     pipe: TextToImagePipeline, sampling: SamplingSettings
 ) -> None:
     # Measured on the committed model with these 48 captions and seeds (MODEL_CARD.md has the
-    # full table): background 96% against 17% for the null condition, colour 54% against 12%,
-    # position 77% against 19%, size 67% against 56%; shape 21% for both.
+    # full table): background 98% against 15% for the null condition, colour 71% against 19%,
+    # position 88% against 19%, shape 33% against 21%.
     es = eval_set("train", 48, seed=77)
     seeds = list(range(48))
     conditional = oracle.score(generate(pipe, es.captions, seeds, sampling), es.attributes)
     null = oracle.score(generate(pipe, None, seeds, sampling), es.attributes)
-    assert conditional["background"] >= 0.85, conditional
-    assert conditional["colour"] >= 0.4, conditional
-    assert conditional["position"] >= 0.6, conditional
+    assert conditional["background"] >= 0.9, conditional
+    assert conditional["colour"] >= 0.6, conditional
+    assert conditional["position"] >= 0.75, conditional
     for field in ("background", "colour", "position"):
-        assert conditional[field] - null[field] >= 0.25, (field, conditional, null)
+        assert conditional[field] - null[field] >= 0.4, (field, conditional, null)
 
 
 def test_same_seed_gives_the_same_image(
