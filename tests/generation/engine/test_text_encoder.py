@@ -104,6 +104,22 @@ def _rss_mb() -> float:
     return int(fields["VmRSS"].split()[0]) / 1024
 
 
+def _load_token_table_mapped(
+    cfg: TextEncoderConfig, path: Path, dtype: torch.dtype = torch.float32
+) -> ClipTextEncoder:
+    """A ClipTextEncoder built on the meta device and loaded as the pipeline loads it."""
+    with torch.device("meta"):
+        encoder = ClipTextEncoder(cfg)
+    load_module(
+        encoder,
+        path,
+        device=torch.device("cpu"),
+        dtype=dtype,
+        map_if=lambda key: key.startswith("token_embedding."),
+    )
+    return encoder
+
+
 def test_mapped_token_embedding_loads_the_same_values_without_making_the_table_resident(
     tmp_path: Path,
 ) -> None:
@@ -116,16 +132,8 @@ def test_mapped_token_embedding_loads_the_same_values_without_making_the_table_r
     with torch.no_grad():
         expected = ours.encode(ids)
     del ours
-    with torch.device("meta"):
-        mapped = ClipTextEncoder(cfg)
     before = _rss_mb()
-    load_module(
-        mapped,
-        tmp_path / "text.safetensors",
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        map_if=lambda key: key.startswith("token_embedding."),
-    )
+    mapped = _load_token_table_mapped(cfg, tmp_path / "text.safetensors")
     grown = _rss_mb() - before
     with torch.no_grad():
         assert torch.equal(mapped.encode(ids), expected)
@@ -137,29 +145,13 @@ def test_mapped_tensors_are_still_checked_for_non_finite_values(tmp_path: Path) 
     with torch.no_grad():
         ours.token_embedding.weight[4000, 3] = float("nan")
     save_module(ours, tmp_path / "text.safetensors")
-    with torch.device("meta"):
-        mapped = ClipTextEncoder(CFG)
     with pytest.raises(CheckpointError, match=r"token_embedding\.weight"):
-        load_module(
-            mapped,
-            tmp_path / "text.safetensors",
-            device=torch.device("cpu"),
-            dtype=torch.float32,
-            map_if=lambda key: key.startswith("token_embedding."),
-        )
+        _load_token_table_mapped(CFG, tmp_path / "text.safetensors")
 
 
 def test_a_mapped_tensor_that_needs_converting_is_read_instead(tmp_path: Path) -> None:
     ours = ClipTextEncoder(CFG).eval()
     save_module(ours, tmp_path / "text.safetensors")
-    with torch.device("meta"):
-        loaded = ClipTextEncoder(CFG)
-    load_module(
-        loaded,
-        tmp_path / "text.safetensors",
-        device=torch.device("cpu"),
-        dtype=torch.bfloat16,
-        map_if=lambda key: key.startswith("token_embedding."),
-    )
+    loaded = _load_token_table_mapped(CFG, tmp_path / "text.safetensors", torch.bfloat16)
     assert loaded.token_embedding.weight.dtype == torch.bfloat16
     assert torch.equal(loaded.token_embedding.weight, ours.token_embedding.weight.bfloat16())
