@@ -1,7 +1,8 @@
 """The audit chain's standing for the auditor pages: its head, last anchor, last check.
 
 A full verification walks every event, so it runs when an auditor asks for it (or a
-scheduled job does) and its result is remembered in the cache for the pages to show.
+scheduled `audit_verify` does); each one is recorded in the chain as an `audit.verified`
+event, and the pages show the newest.
 """
 
 from __future__ import annotations
@@ -9,15 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.cache import cache
-from django.db import connection
-from django.utils import timezone
-
 from governance.audit.actions import AuditAction
 from governance.audit.models import AuditChainHead, AuditEvent
-from governance.audit.verification import audit_verify
-
-CACHE_SECONDS = 30 * 24 * 3600
+from governance.audit.services import Actor
+from governance.audit.verification import audit_verify_recorded, last_recorded_verification
 
 
 def chain_status() -> dict[str, Any]:
@@ -43,26 +39,11 @@ def chain_status() -> dict[str, Any]:
         "head_sequence": head["sequence"] if head else 0,
         "head_hash": head["hash"] if head else None,
         "last_anchor": anchor,
-        "last_verification": cache.get(_cache_key()),
+        "last_verification": last_recorded_verification(),
     }
 
 
-def chain_verify() -> dict[str, Any]:
-    """Verify the whole chain and its latest anchors now; remember and return the result."""
-    result = audit_verify(anchors=3)
-    summary = {
-        "ok": result.ok,
-        "checked": result.checked,
-        "last_sequence": result.last_sequence,
-        "anchors_checked": result.anchors_checked,
-        "seconds": round(result.seconds, 3),
-        "problems": [str(problem) for problem in result.problems[:20]],
-        "verified_at": timezone.now().isoformat(),
-    }
-    cache.set(_cache_key(), summary, CACHE_SECONDS)
-    return summary
-
-
-def _cache_key() -> str:
-    # Per database: two installations (or test runs) sharing one cache keep their own result.
-    return f"web:audit-chain:last-verification:{connection.settings_dict['NAME']}"
+def chain_verify(actor: Actor) -> dict[str, Any]:
+    """Verify the whole chain and its latest anchors now, record it, and return what the
+    pages show for it."""
+    return audit_verify_recorded(actor=actor, anchors=3)[1]

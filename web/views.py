@@ -400,7 +400,7 @@ class AuditVerifyView(Page):
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        result = chain.chain_verify()
+        result = chain.chain_verify(request.user)
         if result["ok"]:
             messages.success(
                 request,

@@ -44,6 +44,7 @@ class AuditAction(models.TextChoices):
     RETENTION_PURGED = "retention.purged", "Retention purge"
     AUDIT_EXPORTED = "audit.exported", "Audit trail exported"
     AUDIT_ANCHORED = "audit.anchored", "Audit chain anchored"
+    AUDIT_VERIFIED = "audit.verified", "Audit chain verified"
     REPLAY_RECORDED = "replay.recorded", "Replay recorded"
     WEBHOOK_DELIVERED = "webhook.delivered", "Webhook delivered"
     WEBHOOK_FAILED = "webhook.failed", "Webhook failed"

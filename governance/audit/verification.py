@@ -20,6 +20,7 @@ from governance.audit.anchoring import ANCHOR_PREFIX, Anchor, anchor_key, anchor
 from governance.audit.chain import CHAIN_COLUMNS, GENESIS_HASH, ChainHasher, message_from_row
 from governance.audit.errors import AnchorStoreError
 from governance.audit.models import AuditChainHead, AuditEvent
+from governance.audit.services import Actor, audit_append
 
 # Problem kinds, in the words the command prints.
 GAP = "gap in sequence"
@@ -36,6 +37,8 @@ ANCHORS_UNAVAILABLE = "anchor store unavailable"
 
 # Beyond this many, further chain problems are counted, not listed.
 MAX_LISTED_PROBLEMS = 100
+# A recorded verification keeps this many problem lines; the count says how many there were.
+RECORDED_PROBLEMS = 20
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,57 @@ def audit_verify(*, anchors: int = 10, chunk_size: int = 5000) -> AuditVerificat
         _check_anchors(result, anchors)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def audit_verify_recorded(
+    *, actor: Actor, anchors: int = 10, chunk_size: int = 5000
+) -> tuple[AuditVerification, dict[str, Any]]:
+    """Verify the chain, then append the outcome to it as an ``audit.verified`` event.
+
+    A failed verification is recorded too: it is the evidence an auditor needs. The event
+    comes after the events it attests, so the next verification covers it as well.
+    """
+    result = audit_verify(anchors=anchors, chunk_size=chunk_size)
+    problems = [str(problem) for problem in result.problems]
+    with transaction.atomic():
+        event = audit_append(
+            actor=actor,
+            action=AuditAction.AUDIT_VERIFIED,
+            target_type="audit_chain",
+            target_id=str(result.last_sequence),
+            payload={
+                "ok": result.ok,
+                "checked": result.checked,
+                "last_sequence": result.last_sequence,
+                "anchors_checked": result.anchors_checked,
+                "seconds": round(result.seconds, 3),
+                "problem_count": len(problems) + result.unlisted_problems,
+                "problems": problems[:RECORDED_PROBLEMS],
+            },
+        )
+    return result, _summary(
+        event.sequence, event.occurred_at, event.actor_username, event.payload_json
+    )
+
+
+def last_recorded_verification() -> dict[str, Any] | None:
+    """The newest ``audit.verified`` event as the auditor pages show it, or None."""
+    event = (
+        AuditEvent.objects.filter(action=AuditAction.AUDIT_VERIFIED)
+        .order_by("-sequence")
+        .values_list("sequence", "occurred_at", "actor_username", "payload_json")
+        .first()
+    )
+    return None if event is None else _summary(*event)
+
+
+def _summary(sequence: int, occurred_at: Any, actor: str, payload_json: str) -> dict[str, Any]:
+    return {
+        **json.loads(payload_json),
+        "sequence": sequence,
+        "verified_at": occurred_at.isoformat(),
+        "verified_by": actor or "system",
+    }
 
 
 def _snapshot() -> None:

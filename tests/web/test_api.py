@@ -408,16 +408,21 @@ def test_audit_events_are_for_auditors(api, output):
     assert api.get("/api/v1/audit/events/").status_code == 403
 
 
-def test_the_chain_is_verified_on_demand_and_its_status_remembered(as_user, auditor, output):
+def test_the_chain_is_verified_on_demand_and_the_verification_recorded(as_user, auditor, output):
     from governance.audit.anchoring import audit_anchor
 
     audit_anchor()
     client = as_user(auditor)
     result = client.post("/api/v1/audit/chain/verify/").json()
     assert result["ok"] is True and result["checked"] > 5 and result["anchors_checked"] == 1
+    assert result["verified_by"] == auditor.username
+    # Recorded in the chain itself, where the status page reads it back from.
+    recorded = AuditEvent.objects.get(action="audit.verified")
+    assert (recorded.sequence, recorded.actor_username) == (result["sequence"], auditor.username)
     status = client.get("/api/v1/audit/chain/").json()
-    assert status["last_verification"]["checked"] == result["checked"]
+    assert status["last_verification"] == result
     assert status["last_anchor"]["sequence"] == result["checked"] - 1
+    assert status["head_sequence"] == result["sequence"] == result["checked"] + 1
 
 
 # --- dashboard, webhooks, quotas --------------------------------------------------------------

@@ -177,7 +177,7 @@ class AuditChainVerifyApi(ServiceApi):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request) -> Response:
-        return Response(chain.chain_verify())
+        return Response(chain.chain_verify(request.user))
 
 
 def _download(chunks: Any, fmt: str, name: str) -> StreamingHttpResponse:

@@ -180,3 +180,43 @@ def test_the_command_fails_naming_the_first_broken_link(chain):
 
     with pytest.raises(CommandError, match="first broken link at sequence 2: hash mismatch"):
         call_command("audit_verify")
+
+
+def test_each_verification_is_recorded_in_the_chain_it_checked(chain, django_user_model):
+    chain(5)
+    auditor = django_user_model.objects.create_user("ayumi")
+
+    result, summary = verification.audit_verify_recorded(actor=auditor, anchors=0)
+
+    event = AuditEvent.objects.get(action="audit.verified")
+    assert (event.sequence, event.actor_username, event.target_id) == (6, "ayumi", "5")
+    assert (summary["ok"], summary["checked"], summary["verified_by"]) == (True, 5, "ayumi")
+    assert summary == verification.last_recorded_verification()
+    assert result.ok
+    # The record is itself a link: the next verification covers it.
+    assert verification.audit_verify(anchors=0).checked == 6
+
+
+def test_a_failed_verification_is_recorded_with_its_problems(chain):
+    chain(4)
+    with triggers_disabled():
+        raw_sql("UPDATE audit_auditevent SET target_id = 'edited' WHERE sequence = 3")
+
+    _, summary = verification.audit_verify_recorded(actor=None, anchors=0)
+
+    latest = verification.last_recorded_verification()
+    assert latest == summary
+    assert (latest["ok"], latest["problem_count"], latest["verified_by"]) == (False, 1, "system")
+    assert len(latest["problems"]) == 1
+    assert latest["problems"][0].startswith("sequence 3: hash mismatch")
+
+
+def test_the_command_records_its_verification_unless_told_not_to(chain):
+    chain(3)
+
+    call_command("audit_verify", "--no-record")
+    assert verification.last_recorded_verification() is None
+    call_command("audit_verify")
+
+    latest = verification.last_recorded_verification()
+    assert (latest["ok"], latest["checked"], latest["verified_by"]) == (True, 3, "system")

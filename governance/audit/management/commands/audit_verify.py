@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from governance.audit.verification import audit_verify
+from governance.audit.verification import audit_verify, audit_verify_recorded
 
 
 class Command(BaseCommand):
@@ -17,11 +17,22 @@ class Command(BaseCommand):
             "--anchors", type=int, default=10, help="how many recent anchors to check (0: none)"
         )
         parser.add_argument("--chunk-size", type=int, default=5000, help="rows per fetch")
+        parser.add_argument(
+            "--no-record",
+            action="store_true",
+            help="do not append the outcome to the chain as an audit.verified event "
+            "(for a read-only database)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["anchors"] < 0 or options["chunk_size"] < 1:
             raise CommandError("--anchors must be >= 0 and --chunk-size >= 1")
-        result = audit_verify(anchors=options["anchors"], chunk_size=options["chunk_size"])
+        if options["no_record"]:
+            result = audit_verify(anchors=options["anchors"], chunk_size=options["chunk_size"])
+        else:
+            result, _ = audit_verify_recorded(
+                actor=None, anchors=options["anchors"], chunk_size=options["chunk_size"]
+            )
         rate = result.checked / result.seconds if result.seconds else 0.0
         self.stdout.write(
             f"checked {result.checked} events (last sequence {result.last_sequence}) and "
