@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,10 @@ CLIP_VISION_CONFIG = "clip_vision.json"
 EVAL_JSON = "evaluation.json"
 EVAL_MD = "evaluation.md"
 GRID_PNG = "samples.png"
-DEMO_SAMPLING = SamplingSettings(cfg=3.0, top_k=50, top_p=0.9)
+# Chosen for the shapes-v2 model on validation captions and seeds (eval_set seeds 555 and 777,
+# sampling seeds from 5000), not on the reported set: cfg 1.5-2 with top-p 0.3-0.5 beat the
+# earlier cfg 3 / top-p 0.9 by about 3 points of colour and 7 of shape; a higher cfg lost both.
+DEMO_SAMPLING = SamplingSettings(cfg=1.5, top_k=50, top_p=0.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,10 +238,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--top-p", type=float, default=DEMO_SAMPLING.top_p)
     args = p.parse_args(argv)
     settings = SamplingSettings(cfg=args.cfg, top_k=args.top_k, top_p=args.top_p)
-    result = evaluate(
-        args.model, args.out or args.model, args.seen, args.heldout, args.seed, settings
-    )
+    out = args.out or args.model
+    result = evaluate(args.model, out, args.seen, args.heldout, args.seed, settings)
     print(markdown_table(result["rows"]))
+    if out.resolve() == args.model.resolve():
+        # Imported here: the model card module renders its table with markdown_table above.
+        from generation.engine.training.model_card import refresh_evaluation
+
+        command = "python -m generation.engine.evaluate " + shlex.join(
+            sys.argv[1:] if argv is None else list(argv)
+        )
+        if refresh_evaluation(out, result, command):
+            print(f"model card updated: {out / 'MODEL_CARD.md'}")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ _TEMPLATE_SIDE = 24
 # Pixels this far (RGB distance) from the background count as foreground candidates.
 _FOREGROUND_DIST = 60.0
 _MIN_PIXELS = 6
-# Bounding-box span (pixels) between small (measured 14-22 px) and large (24-32 px) shapes.
-_SIZE_SPLIT = 23.0
+# Bounding-box span (pixels) between small (measured 20-26 px) and large (28-34 px) shapes.
+_SIZE_SPLIT = 27.0
 
 
 @dataclasses.dataclass(frozen=True)

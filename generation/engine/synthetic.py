@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-GENERATOR_VERSION = "shapes-v1"
+GENERATOR_VERSION = "shapes-v2"
 IMAGE_SIZE = 64
 _SUPERSAMPLE = 4
 
@@ -33,14 +33,15 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 COLOURS: tuple[str, ...] = tuple(PALETTE)
 SIZES: tuple[str, ...] = ("small", "large")
-# Half-extent of the shape in pixels: large shapes cover ~2.3x the area of small ones. Small
-# shapes still span ~19 px, so an 8x8-latent tokenizer sees each across several cells.
-SIZE_RADIUS: dict[str, float] = {"small": 9.5, "large": 14.5}
+# Half-extent of the shape in pixels: large shapes cover ~1.8x the area of small ones. v1 drew
+# small shapes at 9.5 px: a 16x16-latent tokenizer rebuilt their stars, triangles and crosses
+# as circles (55 % shape right on small, 89 % on large), and the transformer followed.
+SIZE_RADIUS: dict[str, float] = {"small": 12.0, "large": 16.0}
 POSITIONS: dict[str, tuple[float, float]] = {
-    "left": (16.0, 32.0),
-    "right": (48.0, 32.0),
-    "top": (32.0, 16.0),
-    "bottom": (32.0, 48.0),
+    "left": (17.0, 32.0),
+    "right": (47.0, 32.0),
+    "top": (32.0, 17.0),
+    "bottom": (32.0, 47.0),
     "centre": (32.0, 32.0),
 }
 POSITION_PHRASES: dict[str, str] = {
@@ -64,7 +65,8 @@ TEMPLATES: tuple[str, ...] = (
     "a {colour} {shape}, {size}, {position} on a {background} background",
     "{background} background with a {size} {colour} {shape} {position}",
 )
-_JITTER_PX = 1.5
+_JITTER_PX = 1.0
+_JITTER_RADIUS = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +192,9 @@ def make_dataset(seed: int, count: int, split: str = "train") -> ShapesDataset:
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     attrs = sample_attributes(rng, count, all_attributes(split))
     # 2. Per-image jitter and phrasing, drawn in one go so the stream is order-independent.
-    jitter_N3 = rng.uniform(-1.0, 1.0, size=(count, 3)) * np.array([_JITTER_PX, _JITTER_PX, 1.0])
+    jitter_N3 = rng.uniform(-1.0, 1.0, size=(count, 3)) * np.array(
+        [_JITTER_PX, _JITTER_PX, _JITTER_RADIUS]
+    )
     templates_N = rng.integers(0, len(TEMPLATES), size=count)
     # 3. Render.
     images_NHW3 = np.stack(

@@ -17,7 +17,7 @@ from governance.registry.services import (
 def test_the_trained_demo_card_maps_onto_the_registry_card():
     card = model_card_validate(registry_card(TRAINED_DEMO_DIR))
     assert 5 <= card["typical_caption_tokens"] <= 20
-    assert "shapes-v1" in card["training_data_provenance"]
+    assert "shapes-v2" in card["training_data_provenance"]
     assert card["evaluation_results"]["rows"]
 
 

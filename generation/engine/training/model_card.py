@@ -84,6 +84,19 @@ def build_card(
     }
 
 
+def refresh_evaluation(model_dir: Path, evaluation: dict[str, Any], command: str) -> bool:
+    """Put a re-run evaluation into the checkpoint's model card (if it has one), so the card
+    always shows the table for the sampling settings the checkpoint is served with."""
+    path = model_dir / CARD_JSON
+    if not path.is_file():
+        return False
+    card = json.loads(path.read_text())
+    card["evaluation"] = evaluation
+    card["evaluation_command"] = command
+    write_card(card, model_dir)
+    return True
+
+
 def write_card(card: dict[str, Any], out: Path) -> None:
     """model_card.json plus a readable MODEL_CARD.md."""
     (out / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
@@ -128,6 +141,11 @@ def write_card(card: dict[str, Any], out: Path) -> None:
             "## Evaluation",
             f"Oracle attribute accuracy and CLIP score; sampling {json.dumps(ev['sampling'])},"
             f" seeds from {ev['seed']}.",
+            *(
+                ["", f"Re-evaluated with `{card['evaluation_command']}`."]
+                if card.get("evaluation_command")
+                else []
+            ),
             "",
             markdown_table(ev["rows"]),
         ]

@@ -45,17 +45,19 @@ def test_samples_follow_their_captions_better_than_the_null_condition(
     pipe: TextToImagePipeline, sampling: SamplingSettings
 ) -> None:
     # Measured on the committed model with these 48 captions and seeds (MODEL_CARD.md has the
-    # full table): background 98% against 15% for the null condition, colour 71% against 19%,
-    # position 88% against 19%, shape 33% against 21%.
+    # full table): background 100% against 6% for the null condition, colour 90% against 8%,
+    # shape 69% against 23%, position 100% against 15%. The floors leave room for
+    # float-rounding differences between machines, not for a model that ignores its captions.
     es = eval_set("train", 48, seed=77)
     seeds = list(range(48))
     conditional = oracle.score(generate(pipe, es.captions, seeds, sampling), es.attributes)
     null = oracle.score(generate(pipe, None, seeds, sampling), es.attributes)
     assert conditional["background"] >= 0.9, conditional
-    assert conditional["colour"] >= 0.6, conditional
-    assert conditional["position"] >= 0.75, conditional
-    for field in ("background", "colour", "position"):
-        assert conditional[field] - null[field] >= 0.4, (field, conditional, null)
+    assert conditional["colour"] >= 0.75, conditional
+    assert conditional["shape"] >= 0.5, conditional
+    assert conditional["position"] >= 0.9, conditional
+    for field in ("background", "colour", "shape", "position"):
+        assert conditional[field] - null[field] >= 0.3, (field, conditional, null)
 
 
 def test_same_seed_gives_the_same_image(

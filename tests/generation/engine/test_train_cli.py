@@ -118,3 +118,16 @@ def test_finetune_cli_reports_a_bad_folder_and_exits_2(
     ]
     assert main(argv) == 2
     assert "captions.txt:1: missing caption for a.png" in capsys.readouterr().err
+
+
+def test_re_evaluating_in_place_refreshes_the_model_card(smoke_checkpoint: Path) -> None:
+    assert main(["evaluate", str(smoke_checkpoint), "--seen", "2", "--heldout", "1",
+                 "--cfg", "2.5", "--top-k", "4", "--top-p", "0.6"]) == 0  # fmt: skip
+    card = json.loads((smoke_checkpoint / "model_card.json").read_text())
+    assert card["evaluation"]["sampling"]["cfg"] == 2.5
+    assert card["evaluation"]["sampling"]["top_k"] == 4
+    assert {r["n"] for r in card["evaluation"]["rows"] if r["images"] == "conditional"} == {2, 1}
+    assert "--cfg 2.5" in card["evaluation_command"]
+    text = (smoke_checkpoint / "MODEL_CARD.md").read_text()
+    assert '"cfg": 2.5' in text
+    assert "Re-evaluated with `python -m generation.engine.evaluate" in text
