@@ -121,7 +121,10 @@ class MultiScaleQuantizer(nn.Module):
     def forward(self, f_BChw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, CodebookUsage]:
         """Training pass: straight-through f_hat, β-commitment loss (mean over scales), usage."""
         f_BChw = f_BChw.float()
-        indices, fhats, loss = self._residual_pass(f_BChw)
+        # Codes are chosen in float32 even when the caller trains under bf16 autocast: nearest
+        # neighbours in bf16 would pick other codes than inference does.
+        with torch.autocast(f_BChw.device.type, enabled=False):
+            indices, fhats, loss = self._residual_pass(f_BChw)
         fhat_st_BChw = (fhats[-1].detach() - f_BChw.detach()) + f_BChw
         return fhat_st_BChw, loss, self.usage(indices)
 

@@ -45,8 +45,8 @@ def test_samples_follow_their_captions_better_than_the_null_condition(
     pipe: TextToImagePipeline, sampling: SamplingSettings
 ) -> None:
     # Measured on the committed model with these 48 captions and seeds (MODEL_CARD.md has the
-    # full table): background 100% against 6% for the null condition, colour 90% against 8%,
-    # shape 69% against 23%, position 100% against 15%. The floors leave room for
+    # full table): background 100% against 15% for the null condition, colour 90% against 15%,
+    # shape 77% against 21%, position 100% against 17%. The floors leave room for
     # float-rounding differences between machines, not for a model that ignores its captions.
     es = eval_set("train", 48, seed=77)
     seeds = list(range(48))
@@ -54,7 +54,7 @@ def test_samples_follow_their_captions_better_than_the_null_condition(
     null = oracle.score(generate(pipe, None, seeds, sampling), es.attributes)
     assert conditional["background"] >= 0.9, conditional
     assert conditional["colour"] >= 0.75, conditional
-    assert conditional["shape"] >= 0.5, conditional
+    assert conditional["shape"] >= 0.6, conditional
     assert conditional["position"] >= 0.9, conditional
     for field in ("background", "colour", "shape", "position"):
         assert conditional[field] - null[field] >= 0.3, (field, conditional, null)

@@ -98,6 +98,21 @@ def test_quantizer_training_pass_is_straight_through_with_commitment_loss() -> N
     assert torch.all(usage.perplexity_S >= 1) and torch.all(usage.used_fraction_S <= 1)
 
 
+def test_quantizer_picks_float32_codes_under_bf16_autocast() -> None:
+    # Training with VQVAESettings.bf16 runs the encoder and decoder under autocast; the
+    # nearest-code search must still be float32, or training and inference disagree on codes.
+    cfg = VQVAEConfig(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 1), patch_nums=(1, 2, 4))
+    torch.manual_seed(0)
+    quantizer = VQVAE(cfg).quantize
+    f_BChw = torch.randn(4, 8, 4, 4)
+    fhat_fp32, loss_fp32, usage_fp32 = quantizer(f_BChw)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fhat_amp, loss_amp, usage_amp = quantizer(f_BChw)
+    assert fhat_amp.dtype == torch.float32
+    assert torch.equal(usage_amp.counts_SV, usage_fp32.counts_SV)
+    assert torch.equal(fhat_amp, fhat_fp32) and torch.equal(loss_amp, loss_fp32)
+
+
 def test_decoder_in_bfloat16_channels_last_stays_close_to_float32() -> None:
     cfg = VarClipConfig.from_preset("tiny").vqvae
     torch.manual_seed(0)
@@ -108,3 +123,20 @@ def test_decoder_in_bfloat16_channels_last_stays_close_to_float32() -> None:
         model.prepare_decoder(torch.bfloat16, channels_last=True)
         low = model.decode_features(fhat)
     assert low.dtype == torch.float32 and (low - ref).abs().max() < 0.1
+
+
+def test_vqvae_stage_with_bf16_runs_its_convolutions_in_bf16_and_keeps_float32_weights() -> None:
+    from generation.engine.synthetic import make_dataset
+    from generation.engine.training.recipe import smoke_model
+    from generation.engine.training.vqvae_stage import VQVAESettings, VQVAEStage
+
+    torch.manual_seed(0)
+    vqvae = VQVAE(smoke_model().vqvae, with_encoder=True)
+    seen: list[torch.dtype] = []
+    vqvae.decoder.conv_out.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    settings = VQVAESettings(batch_size=4, warmup=1, restart_every=2, bf16=True)
+    stage = VQVAEStage(vqvae, make_dataset(0, 8).images_NHW3, settings, 2, 0, torch.device("cpu"))
+    logs = [stage.train_step(k, torch.Generator().manual_seed(k)) for k in range(2)]
+    assert seen == [torch.bfloat16, torch.bfloat16]
+    assert all(torch.isfinite(torch.tensor(log["loss"])) for log in logs)
+    assert all(p.dtype == torch.float32 for p in vqvae.parameters())
