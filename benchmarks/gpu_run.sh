@@ -14,5 +14,5 @@ timeout 360 python3 benchmarks/engine_bench.py --device cuda --dtype bf16 \
     --batch-sizes 1,16,64 --repeats 3 --timeout 200 --json "$OUT/engine_gpu.json" \
     2>&1 | tee "$OUT/engine_gpu.log"
 timeout 150 python3 benchmarks/worker_bench.py --engine-only --device cuda --dtype bf16 \
-    --preset d16 --jobs 64 --batch-sizes 1,8,16,32,64 --json "$OUT/worker_gpu.json" \
+    --preset d16 --jobs 128 --batch-sizes 1,8,16,32,64 --json "$OUT/worker_gpu.json" \
     2>&1 | tee "$OUT/worker_gpu.log"

@@ -7,7 +7,7 @@ and measures the engine batches alone (for a GPU machine, where Django is not in
 
     python benchmarks/worker_bench.py --preset d16 --jobs 32 --batch 8
     python benchmarks/worker_bench.py --engine-only --device cuda --dtype bf16 \\
-        --jobs 64 --batch-sizes 1,8,16,32,64
+        --jobs 128 --batch-sizes 1,8,16,32,64
 """
 
 from __future__ import annotations
@@ -50,9 +50,11 @@ def engine_only(args: argparse.Namespace) -> dict[str, object]:
     settings = SamplingSettings(top_k=min(900, pipe.config.vqvae.vocab_size))
     captions = _captions(args.jobs)
     seeds = list(range(args.jobs))
-    pipe.generate(captions[:1], seeds[:1], settings)  # warm-up
     results = {}
     for size in [int(s) for s in args.batch_sizes.split(",")]:
+        # Warm-up at this batch size: a GPU picks kernels and grows its allocator per new shape,
+        # which would otherwise land in the timed loop (all of it when jobs == size).
+        pipe.generate(captions[:size], seeds[:size], settings)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
