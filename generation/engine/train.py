@@ -35,7 +35,7 @@ from generation.engine.pipeline import (
 from generation.engine.text_encoder import ClipTextEncoder
 from generation.engine.training import loop, runner
 from generation.engine.training.folder_data import CaptionFolderError, read_caption_folder
-from generation.engine.training.model_card import build_card, write_card
+from generation.engine.training.model_card import build_card, matmul_gflops, write_card
 from generation.engine.training.recipe import PRESETS, Recipe, recipe
 from generation.engine.training.var_stage import VarSettings
 
@@ -87,7 +87,7 @@ def cmd_all(args: argparse.Namespace) -> int:
     # Wall and CPU seconds per step: on a shared machine the CPU time is what the run costs.
     seconds: dict[str, float] = {}
     cpu: dict[str, float] = {}
-    load_start = os.getloadavg()[0]
+    load_start, speed_start = os.getloadavg()[0], matmul_gflops()
     t0, c0 = time.perf_counter(), time.process_time()
     data = runner.training_data(rec.data_seed, rec.train_images)
     seconds["data"], cpu["data"] = time.perf_counter() - t0, time.process_time() - c0
@@ -114,6 +114,7 @@ def cmd_all(args: argparse.Namespace) -> int:
     card = build_card(rec, data, seconds, digests, args.out, evaluated, command)
     card["cpu_seconds"] = {k: round(v, 1) for k, v in cpu.items()}
     card["machine"]["load_average_1min"] = {"start": load_start, "end": os.getloadavg()[0]}
+    card["machine"]["fp32_matmul_gflops"] = {"start": speed_start, "end": matmul_gflops()}
     write_card(card, args.out)
     print(json.dumps(card["wall_seconds"]), json.dumps(card["cpu_seconds"]))
     print(f"checkpoint {card['checkpoint_bytes'] / 1e6:.2f} MB")

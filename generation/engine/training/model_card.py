@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,20 @@ def refresh_evaluation(model_dir: Path, evaluation: dict[str, Any], command: str
     return True
 
 
+def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """This machine's float32 matrix-product speed right now (best of `repeats` n³ products, at
+    the current thread count): a rough gauge, recorded beside the wall times, of how fast a
+    shared machine was during the run."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return round(2 * n**3 / best / 1e9, 1)
+
+
 def write_card(card: dict[str, Any], out: Path) -> None:
     """model_card.json plus a readable MODEL_CARD.md."""
     (out / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
@@ -125,6 +140,9 @@ def write_card(card: dict[str, Any], out: Path) -> None:
         f"- 1-minute load average at start/end: {card['machine'].get('load_average_1min')}"
         " (the machine is shared with other work; CPU time is what this run itself used)",
         f"- threads: {card['machine']['cpu_threads']}, torch {card['machine']['torch']}",
+        "- machine speed, float32 1024³ matmul GFLOP/s at start/end: "
+        f"{card['machine'].get('fp32_matmul_gflops', 'not measured')}"
+        " (a rough gauge of the machine's speed during the run)",
         "- full recipe: `model_card.json` → `recipe`",
         "",
         "## Files",

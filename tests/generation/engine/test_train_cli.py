@@ -44,8 +44,12 @@ def test_model_card_records_data_settings_times_and_evaluation(smoke_checkpoint:
     sums = (smoke_checkpoint / "SHA256SUMS").read_text()
     for name in ("config.json", "vqvae.safetensors", "transformer.safetensors"):
         assert card["files"][name]["sha256"] in sums
-    assert (smoke_checkpoint / "MODEL_CARD.md").is_file()
     assert (smoke_checkpoint / "samples.png").is_file()
+    # The machine's speed beside the wall times: they compare across days only with it.
+    speed = card["machine"]["fp32_matmul_gflops"]
+    assert speed["start"] > 1 and speed["end"] > 1
+    card_md = (smoke_checkpoint / "MODEL_CARD.md").read_text()
+    assert f"GFLOP/s at start/end: {speed}" in card_md
 
 
 def make_folder(root: Path, lines: list[str], images: dict[str, np.ndarray]) -> Path:
