@@ -34,13 +34,15 @@ from generation.engine.training import runner  # noqa: E402
 from generation.engine.training.recipe import PRESETS, recipe  # noqa: E402
 
 VALIDATION_SEED = 555
+# The finished, frozen stages that stage 2 reads: (work sub-folder, weights file).
+FROZEN_STAGES = (("clip", runner.CLIP_WEIGHTS), ("vqvae", runner.VQVAE_WEIGHTS))
 
 
 def one_run(src: Path, tmp: Path, name: str, steps: int, device: str, out: Path) -> None:
     """Train stage 2 for `steps` on src's stage-0/1 weights, evaluate, write the figures."""
     rec = recipe(name, var_steps=steps)
     work, model = tmp / f"work{steps}", tmp / f"model{steps}"
-    for stage, weights in (("clip", runner.CLIP_WEIGHTS), ("vqvae", runner.VQVAE_WEIGHTS)):
+    for stage, weights in FROZEN_STAGES:
         (work / stage).mkdir(parents=True)
         shutil.copyfile(src / stage / weights, work / stage / weights)
     t0 = time.perf_counter()
@@ -70,7 +72,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (evaluation)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    for stage, weights in (("clip", runner.CLIP_WEIGHTS), ("vqvae", runner.VQVAE_WEIGHTS)):
+    for stage, weights in FROZEN_STAGES:
         if not (args.work / stage / weights).is_file():
             parser.error(f"{args.work / stage / weights} is missing: finish stages 0 and 1 first")
     torch.set_num_threads(args.threads)
