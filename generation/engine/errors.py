@@ -16,3 +16,7 @@ class EngineTypeError(EngineInputError, TypeError):
 
 class CheckpointError(ValueError):
     """A checkpoint file or directory is missing, malformed, or does not match the model."""
+
+
+class SlowDtypeWarning(UserWarning):
+    """A requested dtype runs, but far slower than float32 on this device (emulated bf16)."""

@@ -36,6 +36,7 @@ from generation.engine.text_encoder import ClipTextEncoder
 from generation.engine.training import loop, runner
 from generation.engine.training.folder_data import CaptionFolderError, read_caption_folder
 from generation.engine.training.model_card import build_card, matmul_gflops, write_card
+from generation.engine.training.precision import PRECISIONS, bf16_native, with_precision
 from generation.engine.training.recipe import PRESETS, Recipe, recipe
 from generation.engine.training.var_stage import VarSettings
 
@@ -54,6 +55,14 @@ def _recipe(args: argparse.Namespace) -> Recipe:
         )
     if getattr(args, "var_batch", None) is not None:
         rec = dataclasses.replace(rec, var=dataclasses.replace(rec.var, batch_size=args.var_batch))
+    return _precision(rec, args)
+
+
+def _precision(rec: Recipe, args: argparse.Namespace) -> Recipe:
+    """The recipe with --precision applied; says so on stderr when bf16 was turned off."""
+    rec, notice = with_precision(rec, args.precision, torch.device(args.device))
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
     return rec
 
 
@@ -115,6 +124,8 @@ def cmd_all(args: argparse.Namespace) -> int:
     card["cpu_seconds"] = {k: round(v, 1) for k, v in cpu.items()}
     card["machine"]["load_average_1min"] = {"start": load_start, "end": os.getloadavg()[0]}
     card["machine"]["fp32_matmul_gflops"] = {"start": speed_start, "end": matmul_gflops()}
+    card["machine"]["bf16_native"] = bf16_native(opts.device)
+    card["precision"] = args.precision
     write_card(card, args.out)
     print(json.dumps(card["wall_seconds"]), json.dumps(card["cpu_seconds"]))
     print(f"checkpoint {card['checkpoint_bytes'] / 1e6:.2f} MB")
@@ -156,6 +167,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     var = VarSettings(batch_size=args.batch_size, lr=args.lr, warmup=min(20, args.steps))
     rec = dataclasses.replace(PRESETS["demo"], name="finetune", model=config, var=var)
     rec = dataclasses.replace(rec, seed=args.seed or 0, checkpoint_every=args.checkpoint_every)
+    rec = _precision(rec, args)
     work = args.work or Path("var/train") / f"{args.out.name}-finetune"
     phrasings = [[c] for c in data.captions]
     result = runner.train_transformer(
@@ -185,6 +197,13 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int, default=None)
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         sp.add_argument("--stop-after", type=int, default=None, help="simulate an interruption")
+        sp.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="auto",
+            help="auto: the recipe's bf16 autocast where the device has native bf16, else "
+            "float32; recipe: as the recipe says; fp32: float32 throughout",
+        )
 
     def recipe_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--recipe", default="demo", choices=sorted(PRESETS))

@@ -112,6 +112,17 @@ def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
     return round(2 * n**3 / best / 1e9, 1)
 
 
+def precision_line(card: dict[str, Any]) -> str:
+    """Which stages ran under bf16 autocast, and why (cards before --precision lack the why)."""
+    rec = card["recipe"]
+    stage = {True: "bf16 autocast", False: "float32"}
+    line = f"stage 1 {stage[rec['vqvae']['bf16']]}, stage 2 {stage[rec['var']['bf16']]}"
+    if "precision" in card:
+        native = "yes" if card["machine"].get("bf16_native") else "no"
+        line += f" (--precision {card['precision']}; native bf16 on this machine: {native})"
+    return line
+
+
 def write_card(card: dict[str, Any], out: Path) -> None:
     """model_card.json plus a readable MODEL_CARD.md."""
     (out / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
@@ -140,6 +151,7 @@ def write_card(card: dict[str, Any], out: Path) -> None:
         f"- 1-minute load average at start/end: {card['machine'].get('load_average_1min')}"
         " (the machine is shared with other work; CPU time is what this run itself used)",
         f"- threads: {card['machine']['cpu_threads']}, torch {card['machine']['torch']}",
+        f"- precision: {precision_line(card)}",
         "- machine speed, float32 1024³ matmul GFLOP/s at start/end: "
         f"{card['machine'].get('fp32_matmul_gflops', 'not measured')}"
         " (a rough gauge of the machine's speed during the run)",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
+from generation.engine import pipeline
 from generation.engine.config import VarClipConfig
-from generation.engine.errors import EngineInputError
+from generation.engine.errors import EngineInputError, SlowDtypeWarning
 from generation.engine.pipeline import GenerationResult, SamplingSettings, TextToImagePipeline
 
 SETTINGS = SamplingSettings(cfg=4.0, top_k=50, top_p=0.95)
@@ -61,6 +64,24 @@ def test_bfloat16_pipeline_generates_images(tiny_config: VarClipConfig) -> None:
     )
     res = pipe.generate(["a dog"], [0], SETTINGS)
     assert res.images.shape == (1, 32, 32, 3)
+
+
+def test_bfloat16_where_it_is_only_emulated_warns(
+    tiny_config: VarClipConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CPU's instruction set is outside the project: pretend it lacks bf16 dot products.
+    monkeypatch.setattr(pipeline, "bf16_native", lambda device: False)
+    with pytest.warns(SlowDtypeWarning, match="transformer and text tower in bfloat16"):
+        TextToImagePipeline.from_config(tiny_config, dtype=torch.bfloat16)
+    with pytest.warns(SlowDtypeWarning, match="decoder in bfloat16"):
+        TextToImagePipeline.from_config(tiny_config, decoder_dtype=torch.bfloat16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TextToImagePipeline.from_config(tiny_config)  # float32: nothing to say
+    monkeypatch.setattr(pipeline, "bf16_native", lambda device: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TextToImagePipeline.from_config(tiny_config, dtype=torch.bfloat16)
 
 
 def test_class_conditional_pipeline_generates_from_labels() -> None:

@@ -50,6 +50,9 @@ def test_model_card_records_data_settings_times_and_evaluation(smoke_checkpoint:
     assert speed["start"] > 1 and speed["end"] > 1
     card_md = (smoke_checkpoint / "MODEL_CARD.md").read_text()
     assert f"GFLOP/s at start/end: {speed}" in card_md
+    # The smoke recipe trains in float32; the card says so and why.
+    assert card["precision"] == "auto" and isinstance(card["machine"]["bf16_native"], bool)
+    assert "precision: stage 1 float32, stage 2 float32 (--precision auto" in card_md
 
 
 def make_folder(root: Path, lines: list[str], images: dict[str, np.ndarray]) -> Path:
