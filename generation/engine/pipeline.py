@@ -24,6 +24,7 @@ from generation.engine.errors import (
     EngineTypeError,
     SlowDtypeWarning,
 )
+from generation.engine.packed_linear import packing_available
 from generation.engine.sampling import SampleOutput, SamplingSettings, check_seeds, sample_tokens
 from generation.engine.text_encoder import ClipTextEncoder
 from generation.engine.tokenizer import ClipTokenizer, default_tokenizer
@@ -148,16 +149,24 @@ class TextToImagePipeline:
         decoder_dtype: torch.dtype | None = None,
         channels_last: bool = False,
         tokenizer: ClipTokenizer | None = None,
+        pack_weights: bool = False,
     ):
         self.config = config
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        if pack_weights and not packing_available(self.device, self.dtype):
+            raise EngineInputError(
+                f"pack_weights needs float32 on a CPU with oneDNN, not {self.dtype} on "
+                f"{self.device.type}"
+            )
         self.decoder_dtype = resolve_dtype(decoder_dtype or self.dtype, self.device)
         warn_if_emulated(self.dtype, self.device, "the transformer and text tower")
         if self.decoder_dtype != self.dtype:
             warn_if_emulated(self.decoder_dtype, self.device, "the decoder")
         self.tokenizer = tokenizer or default_tokenizer()
         self.transformer = transformer.to(self.device, self.dtype).eval().requires_grad_(False)
+        # Packing replaces the transformer's per-scale linear layers in place (packed_linear.py).
+        self.packed = pack_weights and self.transformer.pack_for_inference() > 0
         self.text_encoder = None
         if text_encoder is not None:
             self.text_encoder = (
@@ -180,6 +189,7 @@ class TextToImagePipeline:
         decoder_dtype: torch.dtype | None = None,
         channels_last: bool = False,
         with_encoder: bool = False,
+        pack_weights: bool = False,
     ) -> TextToImagePipeline:
         """Deterministic random weights (VAR's transformer init) for tests, benchmarks and demos."""
         with torch.random.fork_rng(devices=[]):
@@ -197,6 +207,7 @@ class TextToImagePipeline:
             dtype=dtype,
             decoder_dtype=decoder_dtype,
             channels_last=channels_last,
+            pack_weights=pack_weights,
         )
 
     @classmethod
@@ -208,8 +219,12 @@ class TextToImagePipeline:
         dtype: torch.dtype = torch.float32,
         decoder_dtype: torch.dtype | None = None,
         channels_last: bool = False,
+        pack_weights: bool | None = None,
     ) -> TextToImagePipeline:
-        """Load one of our checkpoint directories (strict keys, shapes, finite values)."""
+        """Load one of our checkpoint directories (strict keys, shapes, finite values).
+
+        `pack_weights` (default: wherever it is available, i.e. float32 on a CPU) packs the
+        transformer's per-scale linear weights once for oneDNN (packed_linear.py)."""
         root = Path(path)
         if not (root / CONFIG_FILE).is_file():
             raise CheckpointError(f"{root}: no {CONFIG_FILE}")
@@ -262,6 +277,7 @@ class TextToImagePipeline:
             dtype=dtype,
             decoder_dtype=decoder_dtype,
             channels_last=channels_last,
+            pack_weights=packing_available(target, dtype) if pack_weights is None else pack_weights,
         )
         pipe.per_request_pages = ada_pages
         return pipe

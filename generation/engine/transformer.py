@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generation.engine.config import TransformerConfig
+from generation.engine.packed_linear import linear, pack_linears
 
 MAX_LOG_SCALE = math.log(100.0)
 
@@ -45,7 +46,7 @@ class SelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v as (B, H, l, c), with q and k normalised and q scaled."""
         B, n_tokens, _ = x_BlC.shape
-        qkv = F.linear(x_BlC, self.mat_qkv.weight, bias_3C)
+        qkv = linear(self.mat_qkv, x_BlC, bias_3C)
         qkv = qkv.view(B, n_tokens, 3, self.num_heads, -1)  # Bl(3C) -> Bl3Hc
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # Bl3Hc -> 3BHlc
         if self.l2_norm:
@@ -319,6 +320,11 @@ class NextScaleTransformer(nn.Module):
         for block, ada in zip(self.blocks, state.ada, strict=True):
             x_BlC = block(x_BlC, ada, attend)
         return self.logits(x_BlC, state.head_ada)
+
+    def pack_for_inference(self) -> int:
+        """Pack the per-scale linear layers' weights once for oneDNN (CPU float32 inference,
+        see packed_linear.py); the model must not be trained or moved afterwards."""
+        return pack_linears(self, ("mat_qkv", "proj", "fc1", "fc2", "head"))
 
     def next_tokens_input(self, si: int, next_BCpp: torch.Tensor) -> torch.Tensor:
         """Embed the next scale's downsampled f_hat for both CFG branches, (2B, l, C)."""

@@ -1,0 +1,105 @@
+"""Pre-packed linear weights (oneDNN, CPU float32): same tokens as plain layers, batch-invariant
+rows, weights that save bit for bit, and clear refusals where packing does not apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from generation.engine.config import VarClipConfig
+from generation.engine.errors import EngineInputError
+from generation.engine.packed_linear import PackedLinear, pack_linears, packing_available
+from generation.engine.pipeline import SamplingSettings, TextToImagePipeline
+
+pytestmark = pytest.mark.skipif(
+    not packing_available(torch.device("cpu"), torch.float32), reason="torch built without oneDNN"
+)
+SETTINGS = SamplingSettings(cfg=4.0, top_k=50, top_p=0.95)
+CAPTIONS = ["a red circle", "two yellow stars over a green square", "a dog"]
+
+
+@pytest.fixture(scope="module")
+def packed_pipeline(tiny_config: VarClipConfig) -> TextToImagePipeline:
+    return TextToImagePipeline.from_config(tiny_config, seed=0, pack_weights=True)
+
+
+def test_a_packed_layer_computes_what_the_plain_one_does() -> None:
+    torch.manual_seed(0)
+    plain = nn.Linear(96, 160)
+    packed = PackedLinear(plain)
+    x = torch.randn(2, 7, 96)
+    torch.testing.assert_close(packed(x), plain(x), rtol=1e-5, atol=1e-5)
+    bias = torch.randn(160)
+    torch.testing.assert_close(packed(x, bias), nn.functional.linear(x, plain.weight, bias))
+    # Rows do not depend on how many other rows come with them.
+    rows = torch.randn(40, 96)
+    assert torch.equal(packed(rows)[:3], packed(rows[:3]))
+
+
+def test_packing_replaces_the_per_scale_layers_and_keeps_the_state_dict(
+    tiny_pipeline: TextToImagePipeline, packed_pipeline: TextToImagePipeline
+) -> None:
+    assert packed_pipeline.packed and not tiny_pipeline.packed
+    block = packed_pipeline.transformer.blocks[0]
+    assert all(
+        isinstance(layer, PackedLinear)
+        for layer in (block.attn.mat_qkv, block.attn.proj, block.ffn.fc1, block.ffn.fc2)
+    )
+    assert isinstance(packed_pipeline.transformer.head, PackedLinear)
+    assert type(packed_pipeline.transformer.word_embed) is nn.Linear  # 32 inputs: not worth it
+    plain_sd = tiny_pipeline.transformer.state_dict()
+    packed_sd = packed_pipeline.transformer.state_dict()
+    assert list(packed_sd) == list(plain_sd)
+    assert all(torch.equal(packed_sd[k], plain_sd[k]) for k in plain_sd)
+
+
+def test_packed_and_plain_pipelines_draw_the_same_tokens(
+    tiny_pipeline: TextToImagePipeline, packed_pipeline: TextToImagePipeline
+) -> None:
+    plain = tiny_pipeline.generate(CAPTIONS, [1, 2, 3], SETTINGS)
+    packed = packed_pipeline.generate(CAPTIONS, [1, 2, 3], SETTINGS)
+    for a, b in zip(plain.indices, packed.indices, strict=True):
+        assert torch.equal(a, b)
+    assert abs(plain.images.astype(int) - packed.images.astype(int)).max() <= 1
+
+
+def test_a_packed_pipeline_gives_an_image_the_same_tokens_alone_or_in_a_batch(
+    packed_pipeline: TextToImagePipeline,
+) -> None:
+    alone = packed_pipeline.generate(["a blue square"], [42], SETTINGS)
+    batch = packed_pipeline.generate([*CAPTIONS, "a blue square"], [7, 8, 9, 42], SETTINGS)
+    for a, b in zip(alone.indices, batch.indices, strict=True):
+        assert torch.equal(a[0], b[3])
+    assert (alone.images[0] == batch.images[3]).all()
+
+
+def test_from_pretrained_packs_by_default_on_cpu_float32_only(
+    tiny_checkpoint_dir: Path, tmp_path: Path
+) -> None:
+    pipe = TextToImagePipeline.from_pretrained(tiny_checkpoint_dir)
+    assert pipe.packed
+    assert not TextToImagePipeline.from_pretrained(tiny_checkpoint_dir, pack_weights=False).packed
+    bf16 = TextToImagePipeline.from_pretrained(tiny_checkpoint_dir, dtype=torch.bfloat16)
+    assert not bf16.packed
+    # A packed pipeline saves the same files as the one it was loaded from.
+    digests = pipe.save_pretrained(tmp_path)
+    for name in ("transformer.safetensors", "vqvae.safetensors", "text_encoder.safetensors"):
+        assert (tmp_path / name).read_bytes() == (tiny_checkpoint_dir / name).read_bytes(), name
+    assert len(digests) == 4
+
+
+def test_packing_where_it_does_not_apply_is_refused(tiny_config: VarClipConfig) -> None:
+    with pytest.raises(EngineInputError, match="pack_weights needs float32 on a CPU"):
+        TextToImagePipeline.from_config(tiny_config, dtype=torch.bfloat16, pack_weights=True)
+    with pytest.raises(ValueError, match="only float32 CPU weights"):
+        PackedLinear(nn.Linear(4, 4).bfloat16())
+
+
+def test_a_packed_model_refuses_to_load_weights() -> None:
+    model = nn.Sequential(nn.Linear(4, 4))
+    assert pack_linears(model, ("0",)) == 1
+    with pytest.raises(RuntimeError, match="load the weights, then pack"):
+        model.load_state_dict({"0.weight": torch.zeros(4, 4), "0.bias": torch.zeros(4)})
