@@ -200,8 +200,11 @@ def model_version_register(
 
     Engine config and model card default to ``config.json`` and ``model_card.json`` beside the
     weights; ``expected_sha256`` (role to hex digest) refuses files whose bytes differ.
+    A person registering must be a model administrator (``None`` is the system: demo setup).
     """
-    # 1. check the inputs that need no file
+    # 1. check who asks and the inputs that need no file
+    if registered_by is not None:
+        role_require(registered_by, Role.MODEL_ADMIN, action="registering a model version")
     roles = sorted(source.role for source in sources)
     expected = sorted(role.value for role in WeightRole)
     if roles != expected:
@@ -317,7 +320,11 @@ def alias_move(
     A protected alias (``production``) moves only through ``alias_move_request`` and
     ``alias_move_approve``; the one exception is the system (``moved_by=None``) placing it
     for the first time on a fresh installation, which is recorded like any other move.
+    A person moving an alias must be a model administrator, whichever way they came (web,
+    API or management command).
     """
+    if moved_by is not None:
+        role_require(moved_by, Role.MODEL_ADMIN, action="moving an alias")
     with transaction.atomic():
         target = _version(model_name, version)
         if alias in PROTECTED_ALIASES:
@@ -338,7 +345,9 @@ def alias_move_request(
     requested_by: AbstractBaseUser,
     reason: str,
 ) -> AliasMoveRequest:
-    """Ask for a protected alias to move; a model administrator approves or rejects it."""
+    """Ask for a protected alias to move; a second model administrator approves or rejects it.
+    Only model administrators ask, whichever way they came (web, API or management command)."""
+    role_require(requested_by, Role.MODEL_ADMIN, action="requesting an alias move")
     if not reason.strip():
         raise RegistryError("an alias move needs a reason")
     if alias not in PROTECTED_ALIASES:

@@ -5,7 +5,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, transaction
 
 from governance.errors import InvalidTransition, RoleRequired, SelfApprovalForbidden
-from governance.registry.models import AliasMove, AliasMoveRequestStatus
+from governance.registry.models import AliasMove, AliasMoveRequest, AliasMoveRequestStatus
 from governance.registry.services import (
     RegistryError,
     alias_history,
@@ -42,18 +42,31 @@ def request_v2(requester, reason="v2 wins the evaluation"):
     )
 
 
-def test_an_unprotected_alias_moves_directly_and_every_move_is_kept(versions, outsider):
-    alias_move(model_name="shapes", alias="candidate", version=1, moved_by=outsider, reason="try")
-    alias_move(model_name="shapes", alias="candidate", version=2, moved_by=outsider, reason="next")
+def test_an_unprotected_alias_moves_directly_and_every_move_is_kept(versions, model_admin):
+    alias_move(model_name="shapes", alias="candidate", version=1, moved_by=model_admin, reason="a")
+    alias_move(model_name="shapes", alias="candidate", version=2, moved_by=model_admin, reason="b")
     assert str(model_version_resolve("shapes@candidate")) == "shapes:2"
     history = [
         (str(m.from_version), str(m.to_version), m.moved_by.username, m.reason)
         for m in alias_history(model_name="shapes", alias="candidate")
     ]
     assert history == [
-        ("shapes:1", "shapes:2", "oscar", "next"),
-        ("None", "shapes:1", "oscar", "try"),
+        ("shapes:1", "shapes:2", "mia", "b"),
+        ("None", "shapes:1", "mia", "a"),
     ]
+
+
+def test_only_model_admins_move_or_ask_to_move_an_alias(versions, outsider, reviewer):
+    # The web and API check the role too; the services check it for every other way in.
+    for person in (outsider, reviewer):
+        with pytest.raises(RoleRequired, match="moving an alias needs the model_admin role"):
+            alias_move(
+                model_name="shapes", alias="candidate", version=2, moved_by=person, reason="x"
+            )
+        with pytest.raises(RoleRequired, match="requesting an alias move needs the model_admin"):
+            request_v2(person)
+    assert not AliasMove.objects.filter(alias__name="candidate").exists()
+    assert not AliasMoveRequest.objects.exists()
 
 
 def test_production_cannot_be_moved_directly(versions, model_admin):
@@ -212,17 +225,22 @@ def test_the_commands_request_approve_and_show_a_production_move(
     assert "mia (requested by reggie): shapes:1 -> shapes:2  because: eval" in out
 
 
-def test_the_move_alias_command_moves_an_unprotected_alias_at_once(versions, outsider, capsys):
-    call_command("move_alias", "shapes", "candidate", "2", "--by", "oscar", "--reason", "try")
+def test_the_move_alias_command_moves_an_unprotected_alias_at_once(
+    versions, model_admin, outsider, capsys
+):
+    call_command("move_alias", "shapes", "candidate", "2", "--by", "mia", "--reason", "try")
     assert "shapes@candidate -> shapes:2" in capsys.readouterr().out
     with pytest.raises(CommandError, match="no model version shapes:9"):
-        call_command("move_alias", "shapes", "candidate", "9", "--by", "oscar", "--reason", "x")
+        call_command("move_alias", "shapes", "candidate", "9", "--by", "mia", "--reason", "x")
+    with pytest.raises(CommandError, match="needs the model_admin role, which oscar"):
+        call_command("move_alias", "shapes", "candidate", "1", "--by", "oscar", "--reason", "x")
+    assert str(model_version_resolve("shapes@candidate")) == "shapes:2"
 
 
 def test_registering_with_the_production_alias_places_it_once_then_only_requests_it(
     tiny_checkpoint_dir, registrant, capsys
 ):
-    from governance.registry.models import AliasMoveRequest, ModelVersion
+    from governance.registry.models import ModelVersion
 
     def register(*extra):
         call_command(

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, transaction
 
+from governance.errors import RoleRequired
 from governance.registry.models import ModelVersion, RegisteredModel, WeightFile
 from governance.registry.services import (
     RegistryError,
@@ -115,6 +116,12 @@ def test_an_unreadable_weight_file_is_a_clear_error(checkpoint):
         model_version_register(model_name="shapes", sources=sources, registered_by=None)
     with pytest.raises(RegistryError, match="need exactly one weight file per role"):
         model_version_register(model_name="shapes", sources=sources[:2], registered_by=None)
+    assert _no_rows()
+
+
+def test_only_a_model_admin_registers_a_version(checkpoint, outsider):
+    with pytest.raises(RoleRequired, match="registering a model version needs the model_admin"):
+        register(checkpoint, registered_by=outsider)
     assert _no_rows()
 
 
