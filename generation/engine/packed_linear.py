@@ -76,10 +76,14 @@ def linear(layer: nn.Module, x: torch.Tensor, bias: torch.Tensor | None) -> torc
 def pack_linears(model: nn.Module, names: tuple[str, ...]) -> int:
     """Replace every `nn.Linear` whose attribute name is in `names` by a PackedLinear; returns
     how many were packed. The model must be on the CPU in float32 and not be trained after."""
-    count = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if name in names and type(child) is nn.Linear:
-                setattr(parent, name, PackedLinear(child))
-                count += 1
-    return count
+    # Only (parent, name) pairs are kept while replacing, so that each dense weight is freed
+    # as soon as its packed copy exists (holding the old layers would double the memory).
+    targets = [
+        (parent, name)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if name in names and type(child) is nn.Linear
+    ]
+    for parent, name in targets:
+        setattr(parent, name, PackedLinear(getattr(parent, name)))
+    return len(targets)

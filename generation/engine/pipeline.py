@@ -150,6 +150,7 @@ class TextToImagePipeline:
         channels_last: bool = False,
         tokenizer: ClipTokenizer | None = None,
         pack_weights: bool = False,
+        fast_convs: bool = False,
     ):
         self.config = config
         self.device = resolve_device(device)
@@ -174,7 +175,7 @@ class TextToImagePipeline:
             )
         # The quantizer's f_hat stays float32 whatever the model dtype, as in the reference.
         self.vqvae = vqvae.to(self.device).eval().requires_grad_(False)
-        self.vqvae.prepare_decoder(self.decoder_dtype, channels_last)
+        self.vqvae.prepare_decoder(self.decoder_dtype, channels_last, fast_convs)
         # Memory-mapped weights read once per request (from_pretrained sets this on the CPU).
         self.per_request_pages = MappedPages(None, [])
 
@@ -190,6 +191,7 @@ class TextToImagePipeline:
         channels_last: bool = False,
         with_encoder: bool = False,
         pack_weights: bool = False,
+        fast_convs: bool = False,
     ) -> TextToImagePipeline:
         """Deterministic random weights (VAR's transformer init) for tests, benchmarks and demos."""
         with torch.random.fork_rng(devices=[]):
@@ -208,6 +210,7 @@ class TextToImagePipeline:
             decoder_dtype=decoder_dtype,
             channels_last=channels_last,
             pack_weights=pack_weights,
+            fast_convs=fast_convs,
         )
 
     @classmethod
@@ -220,11 +223,14 @@ class TextToImagePipeline:
         decoder_dtype: torch.dtype | None = None,
         channels_last: bool = False,
         pack_weights: bool | None = None,
+        fast_convs: bool | None = None,
     ) -> TextToImagePipeline:
         """Load one of our checkpoint directories (strict keys, shapes, finite values).
 
         `pack_weights` (default: wherever it is available, i.e. float32 on a CPU) packs the
-        transformer's per-scale linear weights once for oneDNN (packed_linear.py)."""
+        transformer's per-scale linear weights once for oneDNN (packed_linear.py);
+        `fast_convs` (default: a float32 decoder on a CPU) runs the decoder's wide 3x3 convs
+        by Winograd and folds its upsampling convs (fast_conv.py)."""
         root = Path(path)
         if not (root / CONFIG_FILE).is_file():
             raise CheckpointError(f"{root}: no {CONFIG_FILE}")
@@ -278,6 +284,11 @@ class TextToImagePipeline:
             decoder_dtype=decoder_dtype,
             channels_last=channels_last,
             pack_weights=packing_available(target, dtype) if pack_weights is None else pack_weights,
+            fast_convs=(
+                target.type == "cpu" and decoder_dtype == torch.float32
+                if fast_convs is None
+                else fast_convs
+            ),
         )
         pipe.per_request_pages = ada_pages
         return pipe

@@ -13,6 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from generation.engine.config import VQVAEConfig
+from generation.engine.fast_conv import (
+    FastConv3x3,
+    is_plain_conv3x3,
+    prefer_fast,
+    upsample_conv3x3,
+    upsample_weight,
+    winograd_weight,
+)
 from generation.engine.quantizer import CodebookUsage, MultiScaleQuantizer
 
 
@@ -76,13 +84,18 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Nearest-neighbour x2, then a 3x3 conv."""
+    """Nearest-neighbour x2, then a 3x3 conv; with `fast` set, at inference on wide float32
+    maps, the same conv folded into four 2x2 convs at the low resolution (fast_conv.py)."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.phases: torch.Tensor | None = None  # upsample_weight(conv.weight) when fast
 
     def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
+        phases = self.phases
+        if phases is not None and not torch.is_grad_enabled() and x_BCHW.dtype == phases.dtype:
+            return upsample_conv3x3(x_BCHW, phases, self.conv.bias)
         out: torch.Tensor = self.conv(F.interpolate(x_BCHW, scale_factor=2.0, mode="nearest"))
         return out
 
@@ -177,6 +190,25 @@ class Decoder(nn.Module):
         self.norm_out = group_norm(c_in, cfg.norm_groups)
         self.conv_out = nn.Conv2d(c_in, cfg.in_channels, 3, 1, 1)
 
+    def map_sizes(self, latent_side: int) -> list[tuple[nn.Module, int]]:
+        """Every 3x3 conv and upsampler with the output pixels of its map, for a latent of
+        latent_side² (what `prepare_decoder` needs to choose where fast convolutions pay)."""
+        sizes: list[tuple[nn.Module, int]] = []
+
+        def convs(module: nn.Module, side: int) -> None:
+            sizes.extend((m, side * side) for m in module.modules() if isinstance(m, nn.Conv2d))
+
+        side = latent_side
+        convs(self.conv_in, side)
+        convs(self.mid, side)
+        for level in typing.cast(list[Level], list(reversed(self.up))):
+            convs(level.block, side)
+            if level.upsample is not None:
+                side *= 2
+                sizes.append((level.upsample, side * side))
+        convs(self.conv_out, side)
+        return sizes
+
     def forward(self, z_BChw: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(z_BChw))
         for level in typing.cast(list[Level], list(reversed(self.up))):
@@ -203,14 +235,40 @@ class VQVAE(nn.Module):
         self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, ks, 1, ks // 2)
         self.decoder = Decoder(cfg)
         self.decode_channels_last = False
+        self.fast_convs = False
 
-    def prepare_decoder(self, dtype: torch.dtype, channels_last: bool) -> None:
-        """Cast post_quant_conv and the decoder to `dtype`; decode channels_last if asked."""
+    def prepare_decoder(
+        self, dtype: torch.dtype, channels_last: bool, fast_convs: bool = False
+    ) -> None:
+        """Cast post_quant_conv and the decoder to `dtype`; decode channels_last if asked; with
+        `fast_convs`, run wide float32 3x3 convs by Winograd and fold the upsampling convs
+        (fast_conv.py: same convolutions, other rounding)."""
         # Only activations change layout: oneDNN handles the weights, and converting them would
         # keep a second copy resident next to the memory-mapped checkpoint.
         for module in (self.post_quant_conv, self.decoder):
             module.to(dtype=dtype)
         self.decode_channels_last = channels_last
+        self.fast_convs = fast_convs
+        if fast_convs:
+            targets = [
+                (parent, name)
+                for parent in self.decoder.modules()
+                if not isinstance(parent, Upsample)
+                for name, child in parent.named_children()
+                if is_plain_conv3x3(child)
+            ]
+            for parent, name in targets:
+                setattr(parent, name, FastConv3x3.wrap(getattr(parent, name)))
+        # Transformed weights are made here, from the weights in their final dtype, and not
+        # during a request: made between requests they fragment the heap (a second d16 image
+        # then peaked 0.3 GB higher).
+        for module, pixels in self.decoder.map_sizes(self.cfg.patch_nums[-1]):
+            if isinstance(module, FastConv3x3):
+                fast = fast_convs and prefer_fast(pixels, module.weight)
+                module.winograd_u = winograd_weight(module.weight) if fast else None
+            elif isinstance(module, Upsample):
+                fast = fast_convs and prefer_fast(pixels, module.conv.weight)
+                module.phases = upsample_weight(module.conv.weight) if fast else None
 
     def encode_features(self, img_B3HW: torch.Tensor) -> torch.Tensor:
         """Continuous latent f (B, Cvae, h, w) of images in [-1, 1]."""

@@ -1,0 +1,137 @@
+"""The decoder's fast convolutions: Winograd F(4x4, 3x3) and the upsampling conv folded to the
+low resolution compute the same convolutions as F.conv2d (within float32 rounding), and the
+decoder uses them only where asked and where they pay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from generation.engine import fast_conv
+from generation.engine.config import VQVAEConfig
+from generation.engine.fast_conv import (
+    FastConv3x3,
+    upsample_conv3x3,
+    upsample_weight,
+    winograd_conv3x3,
+    winograd_weight,
+)
+from generation.engine.pipeline import TextToImagePipeline
+from generation.engine.vqvae import VQVAE, Upsample
+
+SHAPES = [  # (B, C, K, H, W): sizes that are and are not multiples of the 4-pixel tile
+    (1, 5, 7, 9, 11),
+    (2, 16, 8, 13, 6),
+    (1, 8, 8, 4, 4),
+    (3, 4, 12, 1, 2),
+    (1, 32, 24, 40, 36),  # more than one band of tile rows
+]
+
+
+def reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return F.conv2d(x.double(), w.double(), None if b is None else b.double(), padding=1)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_winograd_computes_the_3x3_convolution(shape: tuple[int, ...], with_bias: bool) -> None:
+    B, C, K, H, W = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    x, w = torch.randn(B, C, H, W, generator=g), torch.randn(K, C, 3, 3, generator=g)
+    b = torch.randn(K, generator=g) if with_bias else None
+    got = winograd_conv3x3(x, winograd_weight(w), b)
+    exp = reference(x, w, b)
+    assert got.shape == exp.shape and got.dtype == torch.float32 and got.is_contiguous()
+    # Float32 Winograd rounds differently from the direct sum, within ~1e-5 of the range.
+    assert (got.double() - exp).abs().max() <= 1e-5 * exp.abs().max()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_folded_upsampling_conv_equals_upsample_then_conv(shape: tuple[int, ...]) -> None:
+    B, C, K, H, W = shape
+    g = torch.Generator().manual_seed(7 + sum(shape))
+    x, w = torch.randn(B, C, H, W, generator=g), torch.randn(K, C, 3, 3, generator=g)
+    b = torch.randn(K, generator=g)
+    got = upsample_conv3x3(x, upsample_weight(w), b)
+    exp = reference(F.interpolate(x, scale_factor=2.0, mode="nearest"), w, b)
+    assert got.shape == (B, K, 2 * H, 2 * W)
+    assert (got.double() - exp).abs().max() <= 1e-5 * exp.abs().max()
+
+
+def test_a_fast_conv_shares_the_parameters_and_runs_winograd_once_given_its_weight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conv = nn.Conv2d(8, 8, 3, 1, 1)
+    fast = FastConv3x3.wrap(conv)
+    assert fast.weight is conv.weight and fast.bias is conv.bias
+    assert list(fast.state_dict()) == list(conv.state_dict())
+    calls: list[int] = []
+    real = fast_conv.winograd_conv3x3
+    monkeypatch.setattr(fast_conv, "winograd_conv3x3", lambda *a: calls.append(1) or real(*a))
+    x = torch.randn(1, 8, 16, 16)
+    with torch.inference_mode():
+        fast(x)  # no transformed weight: the direct convolution
+    assert calls == []
+    fast.winograd_u = winograd_weight(conv.weight.detach())
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), conv(x), rtol=1e-4, atol=1e-5)
+    assert calls == [1]
+    fast(x)  # with autograd on (training) the direct convolution runs
+    assert calls == [1]
+
+
+def small_vqvae(fast: bool) -> VQVAE:
+    cfg = VQVAEConfig(
+        vocab_size=16, z_channels=4, ch=16, ch_mult=(1, 2), num_res_blocks=1,
+        patch_nums=(1, 2, 4), using_sa=False, using_mid_sa=True, norm_groups=4,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = VQVAE(cfg, with_encoder=False).eval()
+    model.prepare_decoder(torch.float32, channels_last=False, fast_convs=fast)
+    return model
+
+
+def test_the_fast_decoder_decodes_what_the_plain_one_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Thresholds down so that this small decoder takes every fast path.
+    monkeypatch.setattr(fast_conv, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(fast_conv, "MIN_PIXELS", 1)
+    plain, fast = small_vqvae(False), small_vqvae(True)
+    convs = [m for m in fast.decoder.modules() if isinstance(m, FastConv3x3)]
+    upsamples = [m for m in fast.decoder.modules() if isinstance(m, Upsample)]
+    assert len(convs) >= 5 and all(m.winograd_u is not None for m in convs)
+    assert upsamples and all(m.phases is not None for m in upsamples)
+    assert not any(isinstance(m, FastConv3x3) for m in plain.decoder.modules())
+    fhat = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        a, b = plain.decode_features(fhat), fast.decode_features(fhat)
+    assert (a - b).abs().max() < 1e-4
+    # Turning them off again drops the transformed weights and gives the plain decoder back.
+    fast.prepare_decoder(torch.float32, channels_last=False, fast_convs=False)
+    assert all(m.winograd_u is None for m in convs) and upsamples[0].phases is None
+    with torch.inference_mode():
+        assert torch.equal(fast.decode_features(fhat), a)
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_fast_paths_are_chosen_by_width_and_map_size() -> None:
+    # At the default thresholds this decoder is too narrow for any of them.
+    model = small_vqvae(True)
+    assert model.fast_convs
+    assert all(m.winograd_u is None for m in model.decoder.modules() if isinstance(m, FastConv3x3))
+    sizes = {type(m).__name__: p for m, p in model.decoder.map_sizes(16)}
+    assert sizes["Upsample"] == 32 * 32  # output pixels of the one upsampler (16 -> 32)
+
+
+def test_from_pretrained_uses_fast_convs_for_a_float32_cpu_decoder_only(
+    tiny_checkpoint_dir: Path,
+) -> None:
+    assert TextToImagePipeline.from_pretrained(tiny_checkpoint_dir).vqvae.fast_convs
+    off = TextToImagePipeline.from_pretrained(tiny_checkpoint_dir, fast_convs=False)
+    assert not off.vqvae.fast_convs
+    bf16 = TextToImagePipeline.from_pretrained(tiny_checkpoint_dir, decoder_dtype=torch.bfloat16)
+    assert not bf16.vqvae.fast_convs
