@@ -137,6 +137,27 @@ def test_adaln_weights_are_mapped_released_after_each_start_and_read_back_intact
         assert torch.equal(loaded.transformer.state_dict()[key], value), key
 
 
+def test_text_tower_weights_are_mapped_and_released_after_each_encoding(
+    tiny_pipeline: TextToImagePipeline, tmp_path: Path
+) -> None:
+    tiny_pipeline.save_pretrained(tmp_path)
+    loaded = TextToImagePipeline.from_pretrained(tmp_path)
+    assert tiny_pipeline.text_encoder is not None
+    # Every tensor of the tower is mapped (none needs a dtype conversion in float32).
+    assert len(loaded.text_pages.ranges) == len(tiny_pipeline.text_encoder.state_dict())
+    releases = []
+    release = loaded.text_pages.release
+    loaded.text_pages.release = lambda: releases.append(1) or release()  # type: ignore[method-assign]
+    want, _, _ = tiny_pipeline.encode_captions(["a red square", "two dogs"])
+    for _ in range(2):  # the second encoding reads the released pages back from the file
+        got, _, _ = loaded.encode_captions(["a red square", "two dogs"])
+        assert torch.equal(got, want)
+    assert releases == [1, 1]
+    # A bfloat16 pipeline converts the weights while reading them: nothing is mapped.
+    bf16 = TextToImagePipeline.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert bf16.text_pages.ranges == []
+
+
 def test_loading_refuses_missing_unexpected_misshaped_and_nan_weights(
     tiny_pipeline: TextToImagePipeline, tmp_path: Path
 ) -> None:
