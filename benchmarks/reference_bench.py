@@ -1,0 +1,462 @@
+"""Our engine against the reference VAR-CLIP code, timed in one process on the same weights.
+
+The reference (daixiangzi/VAR-CLIP, built on FoundationVision/VAR) is not part of this
+repository and none of its code is copied here: point `--reference-src` at a checkout of it.
+
+    git clone https://github.com/daixiangzi/VAR-CLIP /tmp/VAR-CLIP
+    python benchmarks/reference_bench.py --reference-src /tmp/VAR-CLIP \
+        --json benchmarks/out/reference_cpu.json
+
+Steps, each in its own subprocess:
+
+1. weights: the reference builds its d16 VQVAE and VAR-CLIP transformer (its own
+   `build_vae_var` and `init_weights`; the VQVAE, which the reference only ever loads, gets
+   PyTorch's default init) and open_clip builds a random `ViT-L-14` CLIP, the model the
+   reference loads for text. They are saved in the released formats (VQVAE state dict,
+   training state `trainer` → `var_wo_ddp`, CLIP state dict), and our own loaders turn the same
+   files into one of our checkpoint directories, so both sides run identical weights.
+2. rss (one process per side): each side loads the way it does in use (the reference: full
+   CLIP, its `clip_vit_l14` from `pretrained/ViT-L-14.pt`; ours: `from_pretrained`) and
+   generates one image; the peak RSS of that process is its memory figure.
+3. speed: all sides loaded in one process; one warm-up each, then they take turns for
+   `--repeats` timed generations (caption → text embedding → 10 scales → decoded image),
+   cfg 4, top-k 900, top-p 0.95. Sides: the reference; ours as `from_pretrained` sets it up
+   (packed linear weights, fast decoder convolutions on a float32 CPU pipeline); and
+   "ours-plain" with both turned off, to show what they add. Ours samples with
+   `rng="reference"` and the same seed, so the warm-up also checks parity at full size:
+   token maps per scale and pixels are compared against the reference's.
+
+The reference mutates global state when it builds (it replaces `reset_parameters` of
+`nn.Linear`, `nn.Conv2d` and others by a no-op); our models are only ever loaded from files
+here, so that does not change them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CAPTION = "a photo of a goldfish swimming in a bowl"  # engine_bench.py's caption
+CFG, TOP_K, TOP_P = 4.0, 900, 0.95
+PATCH_NUMS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
+DEPTH = 16
+CLIP_MODEL = "ViT-L-14"  # what the reference's clip_vit_l14 builds (exact GELU)
+REFERENCE_FILES = ("models/var.py", "models/vqvae.py", "models/clip.py", "tokenizer/__init__.py")
+VAE_FILE, VAR_FILE, CLIP_FILE = "vae_ch160v4096z32.pth", "ar-ckpt-last.pth", "ViT-L-14.pt"
+OURS_DIR = "ours"
+
+# ---------------------------------------------------------------------------------------------
+# Import helpers: the reference's top-level packages (`models`, `tokenizer`, `dist`) go first
+# on sys.path; ours are reached through the repository root behind them.
+
+
+def import_paths(reference_src: Path) -> None:
+    sys.path[:0] = [str(reference_src), str(ROOT)]
+
+
+def check_reference_src(path: Path) -> Path:
+    missing = [f for f in REFERENCE_FILES if not (path / f).is_file()]
+    if missing:
+        raise SystemExit(
+            f"--reference-src {path} is not a VAR-CLIP checkout (missing {', '.join(missing)}); "
+            "get one with: git clone https://github.com/daixiangzi/VAR-CLIP"
+        )
+    return path.resolve()
+
+
+PATCHED_INITS = (
+    "Linear",
+    "LayerNorm",
+    "BatchNorm2d",
+    "SyncBatchNorm",
+    "Conv1d",
+    "Conv2d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+)
+
+
+@contextlib.contextmanager
+def default_inits() -> Iterator[tuple[type, ...]]:
+    """Undo, on leaving, the reference's replacement of these classes' `reset_parameters` by
+    no-ops (set on each class itself; most inherit the method from a base class)."""
+    import torch.nn as nn
+
+    classes = tuple(getattr(nn, name) for name in PATCHED_INITS)
+    own = {cls: cls.__dict__.get("reset_parameters") for cls in classes}
+    try:
+        yield classes
+    finally:
+        for cls, fn in own.items():
+            if fn is not None:
+                cls.reset_parameters = fn
+            elif "reset_parameters" in cls.__dict__:
+                delattr(cls, "reset_parameters")
+
+
+def build_reference(device: str = "cpu") -> tuple[Any, Any]:
+    """The reference's d16 VQVAE and VAR-CLIP transformer, as its demo builds them."""
+    from models import build_vae_var  # the reference's package
+
+    return build_vae_var(
+        V=4096,
+        Cvae=32,
+        ch=160,
+        share_quant_resi=4,
+        device=device,
+        patch_nums=PATCH_NUMS,
+        n_cond_embed=768,
+        depth=DEPTH,
+        shared_aln=False,
+    )
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 1: one set of random weights, in the released formats and in ours.
+
+
+def run_weights(job: dict[str, Any]) -> dict[str, Any]:
+    import open_clip
+    import torch
+
+    from generation.engine import convert_clip
+    from generation.engine.checkpoint import load_official_transformer, load_official_vqvae
+    from generation.engine.config import VarClipConfig
+    from generation.engine.pipeline import TextToImagePipeline
+    from generation.engine.text_encoder import ClipTextEncoder
+
+    work = Path(job["work"])
+    torch.manual_seed(job["seed"])
+    with default_inits() as classes:
+        vae, var = build_reference()
+    # The reference never initialises its VQVAE (it always loads the released file), so its
+    # convolutions hold whatever memory they were given: give them PyTorch's default init.
+    for module in vae.modules():
+        if isinstance(module, classes):
+            module.reset_parameters()
+    clip = open_clip.create_model(CLIP_MODEL, pretrained=None)
+    (work / "pretrained").mkdir(parents=True, exist_ok=True)
+    torch.save(vae.state_dict(), work / VAE_FILE)
+    torch.save({"trainer": {"var_wo_ddp": var.state_dict()}}, work / VAR_FILE)
+    clip_sd = clip.state_dict()
+    torch.save(clip_sd, work / "pretrained" / CLIP_FILE)
+
+    # Ours, through the documented path for released files (docs/engine.md).
+    vqvae = load_official_vqvae(work / VAE_FILE)
+    transformer = load_official_transformer(work / VAR_FILE)
+    text_sd = convert_clip.text_tower_state(dict(clip_sd))
+    text = ClipTextEncoder(convert_clip.text_config_from_state(text_sd))
+    text.load_state_dict(text_sd, strict=True)
+    config = VarClipConfig(vqvae=vqvae.cfg, transformer=transformer.cfg, text_encoder=text.cfg)
+    TextToImagePipeline(config, vqvae, transformer, text).save_pretrained(work / OURS_DIR)
+    return {"kind": "weights", "files": sorted(p.name for p in work.iterdir())}
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 2 and 3: each side as it runs in use.
+
+
+class Reference:
+    """The reference's loading and sampling, as in its demo_sample.py."""
+
+    def __init__(self, work: Path, dtype: str):
+        import torch
+        from clip_util import CLIPWrapper  # the reference's
+        from models.clip import clip_vit_l14  # the reference's
+        from tokenizer import tokenize  # the reference's
+
+        self.torch = torch
+        self.tokenize = tokenize
+        self.autocast = dtype == "bf16"
+        with default_inits():
+            self.vae, self.var = build_reference()
+        # clip_vit_l14 reads pretrained/ViT-L-14.pt relative to the working directory.
+        cwd = Path.cwd()
+        os.chdir(work)
+        try:
+            self.clip = CLIPWrapper(clip_vit_l14(pretrained=True).eval(), normalize=True)
+        finally:
+            os.chdir(cwd)
+        self.vae.load_state_dict(torch.load(work / VAE_FILE, map_location="cpu"), strict=True)
+        state = torch.load(work / VAR_FILE, map_location="cpu")
+        self.var.load_state_dict(state["trainer"]["var_wo_ddp"], strict=True)
+        del state
+        self.vae.eval(), self.var.eval()
+        for p in (*self.vae.parameters(), *self.var.parameters()):
+            p.requires_grad_(False)
+
+    def generate(self, seed: int) -> Any:
+        """Caption -> uint8 image (1, H, W, 3)."""
+        torch = self.torch
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.autocast):
+            emb = self.clip.encode_text(self.tokenize([CAPTION]))
+            img01 = self.var.autoregressive_infer_cfg(
+                B=1, label_B=emb, g_seed=seed, cfg=CFG, top_k=TOP_K, top_p=TOP_P
+            )
+        u8 = (img01.float().clamp(0, 1) * 255).round().to(torch.uint8)
+        return u8.permute(0, 2, 3, 1).numpy()
+
+    def tokens(self, seed: int) -> tuple[list[Any], Any]:
+        """Generate once, recording the token map drawn at each scale."""
+        import models.var as ref_var
+
+        drawn: list[Any] = []
+        original = ref_var.sample_with_top_k_top_p_
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            out = original(*args, **kwargs)
+            drawn.append(out[:, :, 0].clone())
+            return out
+
+        ref_var.sample_with_top_k_top_p_ = recording
+        try:
+            image = self.generate(seed)
+        finally:
+            ref_var.sample_with_top_k_top_p_ = original
+        return drawn, image
+
+
+class Ours:
+    """The engine as the worker runs it (packed linear weights and fast decoder convolutions
+    wherever from_pretrained turns them on)."""
+
+    PLAIN = False
+
+    def __init__(self, work: Path, dtype: str):
+        import torch
+
+        from generation.engine.pipeline import SamplingSettings, TextToImagePipeline
+
+        off = {"pack_weights": False, "fast_convs": False} if self.PLAIN else {}
+        self.pipe = TextToImagePipeline.from_pretrained(
+            work / OURS_DIR, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32, **off
+        )
+        self.settings = SamplingSettings(cfg=CFG, top_k=TOP_K, top_p=TOP_P, rng="reference")
+
+    def generate(self, seed: int) -> Any:
+        return self.pipe.generate([CAPTION], [seed], self.settings).images
+
+    def tokens(self, seed: int) -> tuple[list[Any], Any]:
+        result = self.pipe.generate([CAPTION], [seed], self.settings)
+        return result.indices, result.images
+
+
+class OursPlain(Ours):
+    """The engine without packed weights and fast convolutions: what each of them adds."""
+
+    PLAIN = True
+
+
+SIDES: dict[str, type[Reference] | type[Ours]] = {
+    "reference": Reference,
+    "ours-plain": OursPlain,
+    "ours": Ours,
+}
+
+
+def run_rss(job: dict[str, Any]) -> dict[str, Any]:
+    side = SIDES[job["side"]](Path(job["work"]), job["dtype"])
+    side.generate(job["seed"])
+    return {"kind": "rss", "side": job["side"], "peak_rss_gb": peak_rss_gb()}
+
+
+def parity(ref: tuple[list[Any], Any], ours: tuple[list[Any], Any]) -> dict[str, Any]:
+    """How far our warm-up generation agrees with the reference's, scale by scale."""
+    import numpy as np
+
+    ref_tokens, ref_img = ref
+    our_tokens, our_img = ours
+    pairs = [(r.cpu(), o.cpu()) for r, o in zip(ref_tokens, our_tokens, strict=True)]
+    same = [bool((r == o).all()) for r, o in pairs]
+    diff = np.abs(ref_img.astype(int) - our_img.astype(int))
+    return {
+        "scales_identical": sum(same),
+        "scales": len(same),
+        "first_differing_scale": None if all(same) else same.index(False) + 1,
+        "tokens_identical_frac": sum(int((r == o).sum()) for r, o in pairs)
+        / sum(r.numel() for r, _ in pairs),
+        "max_abs_uint8": int(diff.max()),
+        "frac_uint8_changed": float((diff > 0).mean()),
+    }
+
+
+def run_speed(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    work = Path(job["work"])
+    sides = {name: cls(work, job["dtype"]) for name, cls in SIDES.items()}
+    # Warm-up (kernel choice, first-touch pages) doubles as the parity check.
+    seed = job["seed"]
+    warm = {name: side.tokens(seed) for name, side in sides.items()}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    for r in range(job["repeats"]):
+        for name, side in sides.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            side.generate(seed + 1 + r)
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+            done = f"repeat {r + 1}/{job['repeats']} {name}: {times[name][-1]:.2f} s"
+            print(done, file=sys.stderr, flush=True)
+    out: dict[str, Any] = {
+        "kind": "speed",
+        "dtype": job["dtype"],
+        "threads": torch.get_num_threads(),
+        "parity": parity(warm["reference"], warm["ours"]),
+        "parity_plain": parity(warm["reference"], warm["ours-plain"]),
+    }
+    for name in sides:
+        out[name] = {
+            "s_min": min(times[name]),
+            "s_median": statistics.median(times[name]),
+            "cpu_s_median": statistics.median(cpu[name]),
+            "times": times[name],
+        }
+    for name in ("ours", "ours-plain"):
+        suffix = "" if name == "ours" else "_plain"
+        out["ratio_min" + suffix] = out[name]["s_min"] / out["reference"]["s_min"]
+        out["ratio_median" + suffix] = out[name]["s_median"] / out["reference"]["s_median"]
+    return out
+
+
+def run_calibration(job: dict[str, Any]) -> dict[str, Any]:
+    """Float32 2048³ matmul speed: how fast this machine is right now."""
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(5))
+    return {"kind": "calibration", "gflops": 2 * 2048**3 / best / 1e9}
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "weights": run_weights,
+    "rss": run_rss,
+    "speed": run_speed,
+    "calibration": run_calibration,
+}
+
+# ---------------------------------------------------------------------------------------------
+# The driver.
+
+
+def spawn(job: dict[str, Any], timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", json.dumps(job)]
+    # The same OpenMP setting as engine_bench.py, for both sides alike.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    t0 = time.time()
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False, env=env
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"step {job['step']} failed (exit {proc.returncode}); its stderr is above")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_s"] = time.time() - t0
+    return result
+
+
+def report(speed: dict[str, Any], rss: dict[str, float], calibration: list[float]) -> str:
+    lines = [
+        f"d16, {speed['dtype']}, batch 1, cfg {CFG:g}, top-k {TOP_K}, top-p {TOP_P}, "
+        f"{speed['threads']} threads; fp32 2048³ matmul {calibration[0]:.0f} → "
+        f"{calibration[1]:.0f} GFLOP/s",
+        "",
+        "| side | s/image (min / median) | CPU s/image | × reference (median) | peak RSS GB |",
+        "|---|---|---|---|---|",
+    ]
+    ref = speed["reference"]["s_median"]
+    for name in SIDES:
+        row = speed[name]
+        lines.append(
+            f"| {name} | {row['s_min']:.3f} / {row['s_median']:.3f} | {row['cpu_s_median']:.2f} "
+            f"| {row['s_median'] / ref:.3f} | {rss[name]:.2f} |"
+        )
+    lines.append("")
+    for key, name in (("parity", "ours"), ("parity_plain", "ours-plain")):
+        par = speed[key]
+        lines.append(
+            f"parity of {name} (warm-up, same weights and seed): {par['scales_identical']}/"
+            f"{par['scales']} token maps identical ({100 * par['tokens_identical_frac']:.2f} % "
+            f"of tokens), image max |Δ| {par['max_abs_uint8']}/255, "
+            f"{100 * par['frac_uint8_changed']:.3f} % of values changed"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference-src", type=Path, help="a checkout of daixiangzi/VAR-CLIP")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, help="folder for the weight files (default: temp)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per step")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        job = json.loads(args.worker)
+        import_paths(Path(job["reference_src"]))
+        import torch
+
+        torch.set_grad_enabled(False)
+        print(json.dumps(STEPS[job["step"]](job)), flush=True)
+        return 0
+
+    if args.reference_src is None:
+        parser.error("--reference-src is required")
+    if args.repeats < 1:
+        parser.error("--repeats must be ≥ 1")
+    src = check_reference_src(args.reference_src)
+    with contextlib.ExitStack() as stack:
+        work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        work.mkdir(parents=True, exist_ok=True)
+        base = {"reference_src": str(src), "work": str(work), "seed": args.seed}
+        base["dtype"] = args.dtype
+
+        def step(name: str, **extra: Any) -> dict[str, Any]:
+            print(f"[reference_bench] {name} {extra or ''}", file=sys.stderr, flush=True)
+            return spawn({**base, "step": name, **extra}, args.timeout)
+
+        calibration = [step("calibration")["gflops"]]
+        if not (work / OURS_DIR / "config.json").is_file():
+            step("weights")
+        rss = {side: step("rss", side=side)["peak_rss_gb"] for side in SIDES}
+        speed = step("speed", repeats=args.repeats)
+        calibration.append(step("calibration")["gflops"])
+    text = report(speed, rss, calibration)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"speed": speed, "peak_rss_gb": rss, "matmul_gflops": calibration}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
