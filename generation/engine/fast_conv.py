@@ -6,8 +6,8 @@ runs at the machine's matmul peak; only fewer multiplications make it faster:
 - `winograd_conv3x3`: Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, 2016,
   arXiv 1509.09308): each 4x4 output tile costs 36 products per channel pair instead of 144.
   The tiles' transforms are matrix products too, and the image is processed in bands of tile
-  rows so that they stay in cache. Same convolution, other rounding: about 4e-5 of the output's
-  range against 5e-6 for the direct convolution (both measured against float64).
+  rows so that they stay in cache. Same convolution, other rounding: 1e-5 to 4e-5 of the
+  output's range against 2e-6 to 5e-6 for the direct convolution (both against float64).
 - `upsample_conv3x3`: a 3x3 convolution after nearest-neighbour x2 upsampling reads each input
   pixel up to four times with summed weights. Folding those sums into four 2x2 kernels run at
   the low resolution computes the same output with 4·4 = 16 instead of 4·9 = 36 products per
@@ -47,9 +47,11 @@ _AT = (
 )
 TILE = 4  # output pixels per tile side
 BAND_TILES = 512  # tiles per band: 8 tile rows at 256 px (measured best of 1, 2, 4, 8 rows)
-# Where the fast paths pay (2 AMD EPYC cores, float32): at 160 channels Winograd ran 1.45x the
-# direct convolution on a 256² map and 1.3x on 128²; at 320 channels 2.1x on 64². Below
-# 64 channels the GEMMs are too thin for it to pay, and small maps are cheap anyway.
+# Where the fast paths are used (2 AMD EPYC cores, float32): at 160 channels Winograd ran 1.48x
+# the direct convolution on a 256² map and 1.6x on 128²; at 320 channels 1.9x on 64². Narrow
+# layers (the demo model's 32-64 channels) make its products too thin to pay; maps below 64²
+# are cheap, and their wide layers' transformed weights would cost memory (0.6 GB at d16's
+# 16² level) for little time.
 MIN_CHANNELS = 128
 MIN_PIXELS = 64 * 64
 

@@ -3,7 +3,7 @@
 A plain `F.linear` on the CPU goes to MKL, which re-packs the whole weight matrix into its
 blocked layout on every call. Next-scale sampling calls each layer once per scale with few rows
 (2 to 512 at d16 batch 1), so that packing is a large share of the work: on the AVX2 AMD EPYC
-of 2026-11-27 a 1024→3072 layer ran at 12 GFLOP/s for 8 rows and 31 for 32, against 38 and 60
+of 2026-11-27 a 1024→4096 layer ran at 11 GFLOP/s for 8 rows and 30 for 32, against 38 and 60
 with the weight packed once (the machine's 2048³ matmul: 69). oneDNN's packed products also give
 each row the same result whatever the number of rows, which MKL did not for 3 of 17 row counts
 tried; per-image seeds rely on that (an image's tokens must not depend on its batch).

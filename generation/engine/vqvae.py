@@ -84,8 +84,8 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Nearest-neighbour x2, then a 3x3 conv; with `fast` set, at inference on wide float32
-    maps, the same conv folded into four 2x2 convs at the low resolution (fast_conv.py)."""
+    """Nearest-neighbour x2, then a 3x3 conv; at inference, once `prepare_decoder` has set
+    `phases`, the same conv folded into four 2x2 convs at the low resolution (fast_conv.py)."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -191,7 +191,7 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(c_in, cfg.in_channels, 3, 1, 1)
 
     def map_sizes(self, latent_side: int) -> list[tuple[nn.Module, int]]:
-        """Every 3x3 conv and upsampler with the output pixels of its map, for a latent of
+        """Every convolution and upsampler with the output pixels of its map, for a latent of
         latent_side² (what `prepare_decoder` needs to choose where fast convolutions pay)."""
         sizes: list[tuple[nn.Module, int]] = []
 
@@ -262,13 +262,14 @@ class VQVAE(nn.Module):
         # Transformed weights are made here, from the weights in their final dtype, and not
         # during a request: made between requests they fragment the heap (a second d16 image
         # then peaked 0.3 GB higher).
-        for module, pixels in self.decoder.map_sizes(self.cfg.patch_nums[-1]):
-            if isinstance(module, FastConv3x3):
-                fast = fast_convs and prefer_fast(pixels, module.weight)
-                module.winograd_u = winograd_weight(module.weight) if fast else None
-            elif isinstance(module, Upsample):
-                fast = fast_convs and prefer_fast(pixels, module.conv.weight)
-                module.phases = upsample_weight(module.conv.weight) if fast else None
+        with torch.no_grad():
+            for module, pixels in self.decoder.map_sizes(self.cfg.patch_nums[-1]):
+                if isinstance(module, FastConv3x3):
+                    fast = fast_convs and prefer_fast(pixels, module.weight)
+                    module.winograd_u = winograd_weight(module.weight) if fast else None
+                elif isinstance(module, Upsample):
+                    fast = fast_convs and prefer_fast(pixels, module.conv.weight)
+                    module.phases = upsample_weight(module.conv.weight) if fast else None
 
     def encode_features(self, img_B3HW: torch.Tensor) -> torch.Tensor:
         """Continuous latent f (B, Cvae, h, w) of images in [-1, 1]."""
