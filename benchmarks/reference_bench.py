@@ -141,7 +141,6 @@ def run_weights(job: dict[str, Any]) -> dict[str, Any]:
     from generation.engine.checkpoint import load_official_transformer, load_official_vqvae
     from generation.engine.config import VarClipConfig
     from generation.engine.pipeline import TextToImagePipeline
-    from generation.engine.text_encoder import ClipTextEncoder
 
     work = Path(job["work"])
     torch.manual_seed(job["seed"])
@@ -162,9 +161,7 @@ def run_weights(job: dict[str, Any]) -> dict[str, Any]:
     # Ours, through the documented path for released files (docs/engine.md).
     vqvae = load_official_vqvae(work / VAE_FILE)
     transformer = load_official_transformer(work / VAR_FILE)
-    text_sd = convert_clip.text_tower_state(dict(clip_sd))
-    text = ClipTextEncoder(convert_clip.text_config_from_state(text_sd))
-    text.load_state_dict(text_sd, strict=True)
+    text = convert_clip.text_encoder_from_state(dict(clip_sd), str(work / "pretrained" / CLIP_FILE))
     config = VarClipConfig(vqvae=vqvae.cfg, transformer=transformer.cfg, text_encoder=text.cfg)
     TextToImagePipeline(config, vqvae, transformer, text).save_pretrained(work / OURS_DIR)
     return {"kind": "weights", "files": sorted(p.name for p in work.iterdir())}
@@ -339,18 +336,9 @@ def run_speed(job: dict[str, Any]) -> dict[str, Any]:
 
 def run_calibration(job: dict[str, Any]) -> dict[str, Any]:
     """Float32 2048³ matmul speed: how fast this machine is right now."""
-    import torch
+    from generation.engine.training.model_card import matmul_gflops
 
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(5))
-    return {"kind": "calibration", "gflops": 2 * 2048**3 / best / 1e9}
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    return {"kind": "calibration", "gflops": matmul_gflops(n=2048)}
 
 
 STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

@@ -60,6 +60,23 @@ def text_config_from_state(
     )
 
 
+def text_encoder_from_state(
+    full: dict[str, torch.Tensor], where: str, heads: int | None = None
+) -> ClipTextEncoder:
+    """The text tower of a whole CLIP state dict in OpenAI's names (also open_clip's for
+    `ViT-L-14`), checked for keys, shapes and finite values; `where` names it in errors."""
+    sd = text_tower_state(full)
+    encoder = ClipTextEncoder(text_config_from_state(sd, heads))
+    check_state_dict(
+        {k: v.shape for k, v in encoder.state_dict().items()},
+        {k: tuple(v.shape) for k, v in sd.items()},
+        where,
+    )
+    check_finite(sd, where)
+    encoder.load_state_dict(sd, strict=True)
+    return encoder
+
+
 def convert(archive: Path, out_dir: Path, heads: int | None = None) -> dict[str, str]:
     """Write the text tower of `archive`; return filename -> SHA-256 of what was written."""
     # Current torch refuses TorchScript archives in torch.load; torch.jit.load reads them
@@ -70,16 +87,8 @@ def convert(archive: Path, out_dir: Path, heads: int | None = None) -> dict[str,
             scripted = torch.jit.load(str(archive), map_location="cpu")  # type: ignore[no-untyped-call]
     except (RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{archive}: not a TorchScript archive ({exc})") from exc
-    sd = text_tower_state(dict(scripted.state_dict()))
-    cfg = text_config_from_state(sd, heads)
-    encoder = ClipTextEncoder(cfg)
-    check_state_dict(
-        {k: v.shape for k, v in encoder.state_dict().items()},
-        {k: tuple(v.shape) for k, v in sd.items()},
-        str(archive),
-    )
-    check_finite(sd, str(archive))
-    encoder.load_state_dict(sd, strict=True)
+    encoder = text_encoder_from_state(dict(scripted.state_dict()), str(archive), heads)
+    cfg = encoder.cfg
     out_dir.mkdir(parents=True, exist_ok=True)
     digests = {
         "text_encoder.safetensors": save_module(encoder, out_dir / "text_encoder.safetensors")

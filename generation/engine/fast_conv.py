@@ -18,6 +18,8 @@ Both are used only where they pay (`prefer_fast`); the direct convolution stays 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,7 +58,8 @@ MIN_CHANNELS = 128
 MIN_PIXELS = 64 * 64
 
 
-def _pair_transforms(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.cache
+def _transforms(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(36, 36) input and (16, 36) output transforms acting on flattened 6x6 tiles."""
     bt = torch.tensor(_BT, dtype=torch.float64)
     at = torch.tensor(_AT, dtype=torch.float64)
@@ -64,15 +67,6 @@ def _pair_transforms(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         torch.kron(bt, bt).to(device, torch.float32),
         torch.kron(at, at).to(device, torch.float32),
     )
-
-
-_TRANSFORMS: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _transforms(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    if device not in _TRANSFORMS:
-        _TRANSFORMS[device] = _pair_transforms(device)
-    return _TRANSFORMS[device]
 
 
 def winograd_weight(weight_KC33: torch.Tensor) -> torch.Tensor:

@@ -30,13 +30,14 @@ from generation.engine.pipeline import (
     TRANSFORMER_FILE,
     VQVAE_FILE,
     TextToImagePipeline,
+    bf16_native,
     build_transformer,
 )
 from generation.engine.text_encoder import ClipTextEncoder
 from generation.engine.training import loop, runner
 from generation.engine.training.folder_data import CaptionFolderError, read_caption_folder
 from generation.engine.training.model_card import build_card, matmul_gflops, write_card
-from generation.engine.training.precision import PRECISIONS, bf16_native, with_precision
+from generation.engine.training.precision import PRECISIONS, with_precision
 from generation.engine.training.recipe import PRESETS, Recipe, recipe
 from generation.engine.training.var_stage import VarSettings
 

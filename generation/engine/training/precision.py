@@ -10,8 +10,6 @@ import torch
 from generation.engine.pipeline import bf16_native
 from generation.engine.training.recipe import Recipe
 
-__all__ = ["PRECISIONS", "bf16_native", "with_precision"]
-
 PRECISIONS = ("auto", "recipe", "fp32")
 
 
