@@ -36,6 +36,7 @@ from generation.engine.pipeline import (
 from generation.engine.text_encoder import ClipTextEncoder
 from generation.engine.training import loop, runner
 from generation.engine.training.folder_data import CaptionFolderError, read_caption_folder
+from generation.engine.training.heap import retain_freed_memory
 from generation.engine.training.model_card import build_card, matmul_gflops, write_card
 from generation.engine.training.precision import PRECISIONS, with_precision
 from generation.engine.training.recipe import PRESETS, Recipe, recipe
@@ -126,6 +127,7 @@ def cmd_all(args: argparse.Namespace) -> int:
     card["machine"]["load_average_1min"] = {"start": load_start, "end": os.getloadavg()[0]}
     card["machine"]["fp32_matmul_gflops"] = {"start": speed_start, "end": matmul_gflops()}
     card["machine"]["bf16_native"] = bf16_native(opts.device)
+    card["machine"]["retain_freed_memory"] = getattr(args, "heap_retained", False)
     card["precision"] = args.precision
     write_card(card, args.out)
     print(json.dumps(card["wall_seconds"]), json.dumps(card["cpu_seconds"]))
@@ -243,10 +245,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    retained = retain_freed_memory()  # 6-9 % faster steps on a CPU (training/heap.py)
     if argv[:1] == ["evaluate"]:
         evaluation.main(argv[1:])
         return 0
     args = parser().parse_args(argv)
+    args.heap_retained = retained
     if args.command == "all":
         return cmd_all(args)
     if args.command == "finetune":

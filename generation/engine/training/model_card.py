@@ -112,6 +112,14 @@ def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
     return round(2 * n**3 / best / 1e9, 1)
 
 
+def heap_line(card: dict[str, Any]) -> list[str]:
+    """Whether the run kept freed memory for reuse (training/heap.py; older cards don't say)."""
+    if "retain_freed_memory" not in card["machine"]:
+        return []
+    kept = "yes" if card["machine"]["retain_freed_memory"] else "no (not glibc)"
+    return [f"- freed heap memory kept for reuse (faster steps, same results): {kept}"]
+
+
 def precision_line(card: dict[str, Any]) -> str:
     """Which stages ran under bf16 autocast, and why (cards before --precision lack the why)."""
     rec = card["recipe"]
@@ -152,6 +160,7 @@ def write_card(card: dict[str, Any], out: Path) -> None:
         " (the machine is shared with other work; CPU time is what this run itself used)",
         f"- threads: {card['machine']['cpu_threads']}, torch {card['machine']['torch']}",
         f"- precision: {precision_line(card)}",
+        *heap_line(card),
         "- machine speed, float32 1024³ matmul GFLOP/s at start/end: "
         f"{card['machine'].get('fp32_matmul_gflops', 'not measured')}"
         " (a rough gauge of the machine's speed during the run)",

@@ -4,6 +4,7 @@ image-caption folder and refuses bad ones with the file and line."""
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,9 @@ def test_model_card_records_data_settings_times_and_evaluation(smoke_checkpoint:
     # The smoke recipe trains in float32; the card says so and why.
     assert card["precision"] == "auto" and isinstance(card["machine"]["bf16_native"], bool)
     assert "precision: stage 1 float32, stage 2 float32 (--precision auto" in card_md
+    # The CLI keeps freed memory for reuse (training/heap.py), and the card says whether it did.
+    assert card["machine"]["retain_freed_memory"] is (platform.libc_ver()[0] == "glibc")
+    assert "freed heap memory kept for reuse (faster steps, same results): " in card_md
 
 
 def make_folder(root: Path, lines: list[str], images: dict[str, np.ndarray]) -> Path:

@@ -1,0 +1,55 @@
+"""training/heap.py: after retain_freed_memory, the memory a training step frees is reused by
+the next step without its pages being faulted in again (each case runs in its own process: the
+setting is process-wide)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+
+import pytest
+
+# A step's memory pattern in miniature: activations of mixed sizes (1 to 40 MB) kept through a
+# forward pass, then freed in reverse while gradients of the same sizes come and go. Prints the
+# minor page faults of each of six steps.
+SCRIPT = """
+import json, resource, sys
+import torch
+from generation.engine.training.heap import retain_freed_memory
+applied = retain_freed_memory() if sys.argv[1] == "retain" else None
+def step():
+    acts = [torch.empty(mb * 262_144).fill_(1.0) for mb in (1, 6, 20, 3, 40, 12, 28, 5)]
+    grads = []
+    while acts:
+        grads.append(torch.empty_like(acts.pop()).fill_(2.0))
+        if len(grads) > 2:
+            grads.pop(0)
+faults = []
+for _ in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    step()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({"applied": applied, "faults": faults}))
+"""
+
+
+def step_faults(mode: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_a_step_reuses_freed_memory_without_page_faults() -> None:
+    default, retained = step_faults("default"), step_faults("retain")
+    assert retained["applied"] is True
+    # Steady state (steps 3-6; the first two grow the heap). glibc's defaults trim and unmap
+    # freed blocks, so every step faults tens of thousands of 4 KB pages in again (~100,000
+    # over four steps here); with the setting, few or none.
+    steady_default = sum(default["faults"][2:])  # type: ignore[index]
+    steady_retained = sum(retained["faults"][2:])  # type: ignore[index]
+    assert steady_default > 40_000, default
+    assert steady_retained < steady_default / 4, (default, retained)
