@@ -20,7 +20,11 @@ Steps, each in its own subprocess:
    generates one image; the peak RSS of that process is its memory figure.
 3. speed: all sides loaded in one process; one warm-up each, then they take turns for
    `--repeats` timed generations (caption → text embedding → 10 scales → decoded image),
-   cfg 4, top-k 900, top-p 0.95. Sides: the reference; ours as `from_pretrained` sets it up
+   cfg 4, top-k 900, top-p 0.95. Each timed image directly follows an untimed one of the same
+   side, as in a worker serving a queue: a side that has sat idle while the others ran is
+   slower at first (on the VM of 2026-11-27 an image after 90 s idle took 16.9 s against
+   14.5 s back to back, every part of it slower), and that penalty would weigh most on the
+   fastest side. Sides: the reference; ours as `from_pretrained` sets it up
    (packed linear weights, fast decoder convolutions on a float32 CPU pipeline); and
    "ours-plain" with both turned off, to show what they add. Ours samples with
    `rng="reference"` and the same seed, so the warm-up also checks parity at full size:
@@ -307,6 +311,7 @@ def run_speed(job: dict[str, Any]) -> dict[str, Any]:
     cpu: dict[str, list[float]] = {name: [] for name in sides}
     for r in range(job["repeats"]):
         for name, side in sides.items():
+            side.generate(seed + 100 + r)  # untimed: back to work after the other sides' turns
             t0, c0 = time.perf_counter(), time.process_time()
             side.generate(seed + 1 + r)
             times[name].append(time.perf_counter() - t0)
