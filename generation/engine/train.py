@@ -245,7 +245,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    retained = retain_freed_memory()  # 6-9 % faster steps on a CPU (training/heap.py)
+    retained = retain_freed_memory()  # 2.5-9 % faster CPU steps (training/heap.py)
     if argv[:1] == ["evaluate"]:
         evaluation.main(argv[1:])
         return 0

@@ -9,9 +9,11 @@ demo recipe's stage 2 in float32 on the 2-vCPU AMD EPYC of 2026-11-27 (`/usr/bin
 to 0.5-0.8 million faults and 2-2.5 s, and the wall time by 2.5, 6 and 9 % in three A/B pairs,
 for 0.12 GB more peak RSS (2.33 against 2.21 GB).
 
-Sampling gained nothing measurable from it (14.1-14.2 s per d16 image either way, peak RSS
-0.25 GB higher), so only the training CLI turns it on. The setting is process-wide and has no
-effect on results: it changes where memory comes from, not what is computed.
+Sampling gained nothing measurable from a first version of it (mmap threshold at glibc's 32 MiB
+cap instead of no mmap, otherwise the same): 14.1-14.2 s per d16 image either way, with peak RSS
+0.25 GB higher. So only the training CLI (its evaluation included) turns it on. The setting
+is process-wide and has no effect on results: it changes where memory comes from, not what is
+computed.
 """
 
 from __future__ import annotations
