@@ -7,7 +7,8 @@ obey it: nobody decides an output of a request they made (``SelfApprovalForbidde
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -34,7 +35,7 @@ from governance.captions.services import (
     template_version_render,
 )
 from governance.errors import GovernanceError, InvalidTransition, SelfApprovalForbidden
-from governance.integrations.services import quota_claim
+from governance.integrations.services import QuotaExceeded, quota_claim
 from governance.registry.services import RegistryError, model_version_resolve
 from governance.roles import Role, role_require
 
@@ -118,6 +119,33 @@ def _audit_team(
 # --- requests ---------------------------------------------------------------------------
 
 
+@contextmanager
+def _quota_refusal_audited(
+    actor: AbstractBaseUser, team: Team, template_version: TemplateVersion, images: int
+) -> Iterator[None]:
+    """Record a quota refusal once the refused request's transaction has rolled back: who asked
+    for how many images, with which template version, against which limit."""
+    try:
+        yield
+    except QuotaExceeded as refused:
+        with transaction.atomic():
+            audit_append(
+                actor=actor,
+                action=AuditAction.QUOTA_EXCEEDED,
+                target_type="team",
+                target_id=team.pk,
+                payload={
+                    "team": team.name,
+                    "template_version": str(template_version),
+                    "requested": images,
+                    "limit": refused.limit,
+                    "used": refused.used,
+                    "resets_at": refused.resets_at.isoformat(),
+                },
+            )
+        raise
+
+
 def request_create(
     *,
     requested_by: AbstractBaseUser,
@@ -158,7 +186,8 @@ def request_create(
     if errors:
         raise ApprovalInputError(errors)
     assert team is not None and seeds is not None
-    with transaction.atomic():
+    refusal_audited = _quota_refusal_audited(requested_by, team, template_version, len(seeds))
+    with refusal_audited, transaction.atomic():
         # 3. render under the version's row lock, so it cannot be retired half-way
         version = TemplateVersion.objects.select_for_update().get(pk=template_version.pk)
         rendered = _render(version, values, language)

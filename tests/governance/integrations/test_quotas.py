@@ -6,6 +6,8 @@ import pytest
 from django.utils import timezone
 
 from generation.models import GenerationJob
+from governance.approvals.models import GenerationRequest
+from governance.audit.verification import audit_verify
 from governance.errors import RoleRequired
 from governance.integrations.services import QuotaExceeded, quota_status, team_quota_set
 
@@ -24,6 +26,30 @@ def test_a_request_beyond_the_quota_is_refused_with_what_remains(team, submit):
     assert GenerationJob.objects.count() == 3
     submit(variations=1)
     assert quota_status(team=team).remaining == 0
+
+
+def test_a_refusal_is_audited_while_the_refused_request_leaves_nothing(
+    team, requester, submit, audit_trail
+):
+    team_quota_set(team=team, daily_images=2, by=None)
+    first = submit(variations=2)
+    with pytest.raises(QuotaExceeded) as refused:
+        submit(variations=3)
+    ((actor, payload),) = audit_trail("quota.exceeded", target_id=team.pk)
+    assert actor == requester.username
+    assert payload == {
+        "team": "brand",
+        "template_version": str(first.template_version),
+        "requested": 3,
+        "limit": 2,
+        "used": 2,
+        "resets_at": refused.value.resets_at.isoformat(),
+    }
+    # The refused request itself was rolled back: no request, jobs or request.created event.
+    assert GenerationRequest.objects.count() == 1
+    assert GenerationJob.objects.count() == 2
+    assert len(audit_trail("request.created")) == 1
+    assert audit_verify().ok
 
 
 def test_yesterdays_images_do_not_count(team, submit):
