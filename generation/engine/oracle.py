@@ -54,7 +54,7 @@ class Reading:
 def _nearest_colour(rgb_N3: np.ndarray) -> np.ndarray:
     """Index into COLOURS of the nearest palette colour for each row."""
     d_NP = ((rgb_N3[:, None, :] - _PALETTE_P3[None, :, :]) ** 2).sum(-1)
-    return d_NP.argmin(1)
+    return np.asarray(d_NP.argmin(1))
 
 
 def _crop_to_template(mask_HW: np.ndarray) -> np.ndarray:

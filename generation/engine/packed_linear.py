@@ -27,7 +27,8 @@ PACK_FOR_ROWS = 512
 
 def packing_available(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether this torch build can pack float32 linear weights for oneDNN on `device`."""
-    if device.type != "cpu" or dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+    mkldnn = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+    if device.type != "cpu" or dtype != torch.float32 or not mkldnn:
         return False
     ops = torch.ops.mkldnn
     try:
@@ -68,7 +69,7 @@ class PackedLinear(nn.Module):
 def linear(layer: nn.Module, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """`layer` applied to x with `bias` in place of its own (packed or plain `nn.Linear`)."""
     if isinstance(layer, PackedLinear):
-        return layer(x, bias)
+        return layer(x, bias)  # type: ignore[no-any-return]
     assert isinstance(layer, nn.Linear)
     return F.linear(x, layer.weight, bias)
 

@@ -198,7 +198,10 @@ def make_dataset(seed: int, count: int, split: str = "train") -> ShapesDataset:
     templates_N = rng.integers(0, len(TEMPLATES), size=count)
     # 3. Render.
     images_NHW3 = np.stack(
-        [render(a, *map(float, j)) for a, j in zip(attrs, jitter_N3, strict=True)]
+        [
+            render(a, float(j[0]), float(j[1]), float(j[2]))
+            for a, j in zip(attrs, jitter_N3, strict=True)
+        ]
     )
     captions = [a.caption(int(t)) for a, t in zip(attrs, templates_N, strict=True)]
     return ShapesDataset(images_NHW3, captions, attrs, seed, split)

@@ -245,8 +245,8 @@ class VQVAE(nn.Module):
         (fast_conv.py: same convolutions, other rounding)."""
         # Only activations change layout: oneDNN handles the weights, and converting them would
         # keep a second copy resident next to the memory-mapped checkpoint.
-        for module in (self.post_quant_conv, self.decoder):
-            module.to(dtype=dtype)
+        for part in (self.post_quant_conv, self.decoder):
+            part.to(dtype=dtype)
         self.decode_channels_last = channels_last
         self.fast_convs = fast_convs
         if fast_convs:

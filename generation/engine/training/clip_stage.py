@@ -226,7 +226,7 @@ class ClipStage(TrainingStage):
         img = image_input(self.images[idx]).to(self.device)
         loss = clip_loss(self.clip, img, ids_BT)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
         with torch.no_grad():  # CLIP's clamp keeps the temperature from running away
             self.clip.logit_scale.clamp_(0, np.log(100.0))

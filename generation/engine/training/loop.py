@@ -48,7 +48,7 @@ def epoch_batch(seed: int, step: int, batch: int, count: int) -> torch.Tensor:
     """Indices of batch `step`: epochs are seeded permutations, so every item is seen once per
     epoch and the order depends only on (seed, step)."""
     first = step * batch
-    out = []
+    out: list[int] = []
     while len(out) < batch:
         epoch, offset = divmod(first + len(out), count)
         perm = np.random.default_rng([seed, epoch, 7]).permutation(count)
@@ -131,7 +131,8 @@ def run(stage: TrainingStage, settings: LoopSettings, work_dir: Path) -> LoopRes
     # 1. Resume if a checkpoint exists.
     work_dir.mkdir(parents=True, exist_ok=True)
     state_path = work_dir / STATE_FILE
-    start, history, seconds = 0, [], 0.0
+    history: list[dict[str, float]] = []
+    start, seconds = 0, 0.0
     if state_path.is_file():
         start, history, seconds = load_state(stage, state_path)
     # 2. Train, checkpointing every few steps and at the end.

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import open_clip
@@ -30,6 +31,8 @@ from generation.engine.training.var_stage import VarStage
 from generation.engine.training.vqvae_stage import VQVAEStage, tokenize
 from generation.engine.transformer import NextScaleTransformer, init_weights
 from generation.engine.vqvae import VQVAE
+
+M = TypeVar("M", bound=nn.Module)
 
 CLIP_WEIGHTS = "clip.safetensors"
 VQVAE_WEIGHTS = "vqvae.safetensors"
@@ -61,7 +64,7 @@ def _settings(recipe: Recipe, steps: int, opts: RunOptions) -> loop.LoopSettings
     )
 
 
-def _seeded(seed: int, build: functools.partial[nn.Module]) -> nn.Module:
+def _seeded(seed: int, build: Callable[[], M]) -> M:
     """Build a module under a fixed seed without touching the caller's RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -37,7 +37,7 @@ class VarSettings:
 
 def split_scales(tokens_BL: torch.Tensor, patch_nums: tuple[int, ...]) -> list[torch.Tensor]:
     """(B, L) concatenated token ids -> one (B, pn·pn) tensor per scale."""
-    return list(tokens_BL.split([pn * pn for pn in patch_nums], dim=1))
+    return list(tokens_BL.split([pn * pn for pn in patch_nums], dim=1))  # type: ignore[no-untyped-call]
 
 
 def null_mask(batch: int, rate: float, generator: torch.Generator) -> torch.Tensor:
@@ -127,7 +127,7 @@ class VarStage(TrainingStage):
         idx_B = epoch_batch(self.seed, step, s.batch_size, len(self.tokens_NL))
         loss, extra = self.loss(idx_B, generator)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         grad_norm = nn.utils.clip_grad_norm_(self.transformer.parameters(), s.grad_clip)
         self.optimizer.step()
         return {"loss": float(loss.item()), **extra, "grad_norm": float(grad_norm), "lr": lr}
