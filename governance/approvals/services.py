@@ -121,7 +121,7 @@ def _audit_team(
 
 @contextmanager
 def _quota_refusal_audited(
-    actor: AbstractBaseUser, team: Team, template_version: TemplateVersion, images: int
+    actor: AbstractBaseUser, template_version: TemplateVersion
 ) -> Iterator[None]:
     """Record a quota refusal once the refused request's transaction has rolled back: who asked
     for how many images, with which template version, against which limit."""
@@ -133,11 +133,11 @@ def _quota_refusal_audited(
                 actor=actor,
                 action=AuditAction.QUOTA_EXCEEDED,
                 target_type="team",
-                target_id=team.pk,
+                target_id=refused.team.pk,
                 payload={
-                    "team": team.name,
+                    "team": refused.team.name,
                     "template_version": str(template_version),
-                    "requested": images,
+                    "requested": refused.requested,
                     "limit": refused.limit,
                     "used": refused.used,
                     "resets_at": refused.resets_at.isoformat(),
@@ -186,8 +186,7 @@ def request_create(
     if errors:
         raise ApprovalInputError(errors)
     assert team is not None and seeds is not None
-    refusal_audited = _quota_refusal_audited(requested_by, team, template_version, len(seeds))
-    with refusal_audited, transaction.atomic():
+    with _quota_refusal_audited(requested_by, template_version), transaction.atomic():
         # 3. render under the version's row lock, so it cannot be retired half-way
         version = TemplateVersion.objects.select_for_update().get(pk=template_version.pk)
         rendered = _render(version, values, language)
