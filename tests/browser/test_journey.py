@@ -145,6 +145,9 @@ def test_a_requester_who_also_reviews_is_refused_on_their_own_output(
     job = GenerationJob.objects.get(request__requested_by=sam)
     assert job_execute(job_id=job.id, worker="test") == JobStatus.SUCCEEDED
     output = Output.objects.get(job=job)
+    # The request page polls and reloads itself once every job has finished; leaving before
+    # that reload lands let it cut off the next navigation (seen once in CI).
+    page.locator("#progress[data-finished='1']").wait_for()
 
     page.goto("/review/")
     assert page.locator("[data-review]").count() == 0  # not offered in the queue
