@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generation.engine.config import TransformerConfig
-from generation.engine.packed_linear import linear, pack_linears
+from generation.engine.packed_linear import linear, linear_gelu_tanh, pack_linears
 
 MAX_LOG_SCALE = math.log(100.0)
 
@@ -74,7 +74,7 @@ class FFN(nn.Module):
         self.fc1, self.fc2 = nn.Linear(cfg.width, hidden), nn.Linear(hidden, cfg.width)
 
     def forward(self, x_BLC: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x_BLC), approximate="tanh"))  # type: ignore[no-any-return]
+        return self.fc2(linear_gelu_tanh(self.fc1, x_BLC))  # type: ignore[no-any-return]
 
 
 class AdaLNBlock(nn.Module):

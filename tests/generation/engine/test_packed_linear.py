@@ -11,7 +11,12 @@ from torch import nn
 
 from generation.engine.config import VarClipConfig
 from generation.engine.errors import EngineInputError
-from generation.engine.packed_linear import PackedLinear, pack_linears, packing_available
+from generation.engine.packed_linear import (
+    PackedLinear,
+    linear_gelu_tanh,
+    pack_linears,
+    packing_available,
+)
 from generation.engine.pipeline import SamplingSettings, TextToImagePipeline
 
 pytestmark = pytest.mark.skipif(
@@ -37,6 +42,22 @@ def test_a_packed_layer_computes_what_the_plain_one_does() -> None:
     # Rows do not depend on how many other rows come with them.
     rows = torch.randn(40, 96)
     assert torch.equal(packed(rows)[:3], packed(rows[:3]))
+
+
+def test_the_fused_gelu_is_the_separate_one_and_keeps_rows_independent() -> None:
+    torch.manual_seed(0)
+    plain = nn.Linear(96, 384)
+    packed = PackedLinear(plain)
+    x = torch.randn(2, 7, 96) * 3  # spread over GELU's curved part and both tails
+    expected = nn.functional.gelu(plain(x), approximate="tanh")
+    fused = linear_gelu_tanh(packed, x)
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-5)
+    # Exact GELU differs by up to ~1e-3 here, so this checks that the tanh form is the one fused.
+    exact = nn.functional.gelu(plain(x))
+    assert (fused - exact).abs().max() > 1e-4
+    assert torch.equal(linear_gelu_tanh(plain, x), expected)  # unpacked: the separate GELU
+    rows = torch.randn(40, 96)
+    assert torch.equal(linear_gelu_tanh(packed, rows)[:3], linear_gelu_tanh(packed, rows[:3]))
 
 
 def test_packing_replaces_the_per_scale_layers_and_keeps_the_state_dict(
