@@ -83,9 +83,11 @@ def linear(layer: nn.Module, x: torch.Tensor, bias: torch.Tensor | None) -> torc
 def linear_gelu_tanh(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """GELU(tanh approximation) of `layer`(x), fused into the product where the layer is packed.
 
-    On the AVX-512 Intel Xeon of 2026-11-27 the fused form took 14.4 against 21.1 ms for 512 rows
-    of a 1024->4096 layer (the separate GELU is a second pass over 8 MB); the two differ by at
-    most 2.4e-7 (float32 rounding of the tanh)."""
+    The separate GELU is a second pass over fc1's output (8 MB at d16's last scale). On the
+    AVX-512 Intel Xeon of 2026-11-27, fusing it took sampling from 2.90 to 2.82 s per d16 image
+    (median of 5, alternating in one process); on the AVX2 AMD EPYC of the same day the fused
+    product was 6 % slower for 512 rows (144 against 136 ms), about 0.05 s per image. The two
+    forms differ by at most 2.4e-7 (float32 rounding of the tanh)."""
     if isinstance(layer, PackedLinear):
         return layer.gelu_tanh(x)
     assert isinstance(layer, nn.Linear)
