@@ -31,6 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from generation.engine.config import VarClipConfig  # noqa: E402
+from generation.engine.huge_pages import in_effect  # noqa: E402
 from generation.engine.pipeline import (  # noqa: E402
     SamplingSettings,
     TextToImagePipeline,
@@ -215,6 +216,7 @@ def run_worker(job: dict[str, Any]) -> dict[str, Any]:
         "gflop_per_image": flops_per_image / 1e9,
         "peak_rss_gb": peak_rss_gb(),
         "threads": torch.get_num_threads(),
+        "huge_pages": in_effect(),
     }
     if device.type == "cuda":
         out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9

@@ -302,6 +302,8 @@ def parity(ref: tuple[list[Any], Any], ours: tuple[list[Any], Any]) -> dict[str,
 def run_speed(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from generation.engine.huge_pages import in_effect
+
     work = Path(job["work"])
     sides = {name: cls(work, job["dtype"]) for name, cls in SIDES.items()}
     # Warm-up (kernel choice, first-touch pages) doubles as the parity check.
@@ -322,6 +324,7 @@ def run_speed(job: dict[str, Any]) -> dict[str, Any]:
         "kind": "speed",
         "dtype": job["dtype"],
         "threads": torch.get_num_threads(),
+        "huge_pages": in_effect(),
         "parity": parity(warm["reference"], warm["ours"]),
         "parity_plain": parity(warm["reference"], warm["ours-plain"]),
     }
@@ -359,8 +362,14 @@ STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 def spawn(job: dict[str, Any], timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", json.dumps(job)]
-    # The same OpenMP setting as engine_bench.py, for both sides alike.
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    # The same OpenMP setting as engine_bench.py, and huge pages for large tensors as the engine
+    # asks for them (generation/engine/huge_pages.py), for both sides alike: torch reads the
+    # variable at the first tensor, which the reference side allocates before ours is imported.
+    env = {
+        **os.environ,
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+        "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE", "1"),
+    }
     t0 = time.time()
     proc = subprocess.run(
         cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False, env=env
@@ -375,8 +384,8 @@ def spawn(job: dict[str, Any], timeout: float) -> dict[str, Any]:
 def report(speed: dict[str, Any], rss: dict[str, float], calibration: list[float]) -> str:
     lines = [
         f"d16, {speed['dtype']}, batch 1, cfg {CFG:g}, top-k {TOP_K}, top-p {TOP_P}, "
-        f"{speed['threads']} threads; fp32 2048³ matmul {calibration[0]:.0f} → "
-        f"{calibration[1]:.0f} GFLOP/s",
+        f"{speed['threads']} threads, huge pages {'on' if speed.get('huge_pages') else 'off'}; "
+        f"fp32 2048³ matmul {calibration[0]:.0f} → {calibration[1]:.0f} GFLOP/s",
         "",
         "| side | s/image (min / median) | CPU s/image | × reference (median) | peak RSS GB |",
         "|---|---|---|---|---|",
