@@ -185,10 +185,14 @@ def run_worker(job: dict[str, Any]) -> dict[str, Any]:
             fhat = sampler(pipe, text_BD, seeds)
             to_uint8(pipe.vqvae.decode_features(fhat))
 
-    # Warm-up doubles as the FLOP count (oneDNN/cuBLAS pick their kernels on first use): the
-    # products actually run, so Winograd's and the folded upsampling's smaller counts show.
+    # Warm-up (oneDNN/cuBLAS pick their kernels on first use), then an untimed run that counts
+    # the products actually run, so Winograd's and the folded upsampling's smaller counts show.
+    # The count is not the warm-up: under its dispatch mode the first run of every kernel
+    # happened in a different setting, and the first timed image paid for it (4.43 / 4.65 s
+    # against 3.96-4.07 s back to back on the AVX-512 Xeon of 2026-11-27).
     from torch.utils.flop_counter import FlopCounterMode
 
+    generate(0)
     counter = FlopCounterMode(display=False, custom_mapping=PACKED_LINEAR_FLOPS)
     with counter:
         generate(0)
@@ -444,6 +448,10 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
+    # One thread here: the parent only writes the checkpoint, and with OMP_WAIT_POLICY=ACTIVE
+    # its idle OpenMP threads would spin for the whole run on the cores the workers time
+    # (calibration fell from 310 to 150 GFLOP/s when that happened).
+    torch.set_num_threads(1)
     t_start, load_start = time.time(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="engine-bench-") as tmp:
         ckpt = args.ckpt or Path(tmp) / "d16"
@@ -474,7 +482,7 @@ def main() -> int:
     report = {
         "command": " ".join(sys.argv),
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": next((row["threads"] for row in rows if "threads" in row), None),
         "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0),
         "load_average_start": load_start,
         "load_average_end": os.getloadavg(),

@@ -9,9 +9,12 @@ demo recipe's stage 2 in float32 on the 2-vCPU AMD EPYC of 2026-11-27 (`/usr/bin
 to 0.5-0.8 million faults and 2-2.5 s, and the wall time by 2.5, 6 and 9 % in three A/B pairs,
 for 0.12 GB more peak RSS (2.33 against 2.21 GB).
 
-Sampling gained nothing measurable from a first version of it (mmap threshold at glibc's 32 MiB
-cap instead of no mmap, otherwise the same): 14.1-14.2 s per d16 image either way, with peak RSS
-0.25 GB higher. So only the training CLI (its evaluation included) turns it on. The setting
+Sampling gained nothing measurable from a first version of it on that machine (mmap threshold at
+glibc's 32 MiB cap instead of no mmap, otherwise the same): 14.1-14.2 s per d16 image either way,
+with peak RSS 0.25 GB higher. On the AVX-512 Intel Xeon of the same day this version saved about
+0.15 s of 4.1 s per image, but a worker's peak RSS rose to 3.16-3.20 GB, over the engine's 3 GB
+budget; huge pages (`generation/engine/huge_pages.py`) took most of that gain at no memory
+cost. So only the training CLI (its evaluation included) turns it on. The setting
 is process-wide and has no effect on results: it changes where memory comes from, not what is
 computed.
 """
