@@ -1,6 +1,7 @@
 """huge_pages.py: importing the engine asks torch for transparent huge pages on large CPU
 tensors, the environment can say no, a request made too late is reported as not in effect,
-and where it is in effect a large tensor's pages fault in hundreds of times less often."""
+and where it is in effect a large tensor's pages fault in tens of times less often (81,956
+against 2,751 faults for five 64 MiB tensors on the AVX-512 Xeon of 2026-11-27)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def test_huge_pages_cut_the_page_faults_of_large_tensors() -> None:
     assert on["faults"] < off["faults"] // 10
 
 
+@pytest.mark.skipif(not THP_ALLOWED, reason=f"the kernel's THP mode is {kernel_mode()}")
 def test_a_request_after_torch_allocated_is_reported_as_not_in_effect() -> None:
     late = probe("torch-first")
     assert late["env"] == "1" and late["in_effect"] is False
