@@ -46,10 +46,15 @@ def kernel_mode() -> str | None:
     return chosen.group(1) if chosen else None
 
 
+def kernel_allows() -> bool:
+    """Whether the kernel gives huge pages to memory that asks for them."""
+    return kernel_mode() in ("always", "madvise")
+
+
 def in_effect() -> bool:
     """Whether this process's large CPU tensors may get huge pages: the kernel allows them and
     the memory of a fresh 4 MiB tensor lies in a mapping marked eligible for them."""
-    if kernel_mode() not in ("always", "madvise"):
+    if not kernel_allows():
         return False
     import torch
 

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-from generation.engine.huge_pages import ENV, kernel_mode
+from generation.engine.huge_pages import ENV, kernel_allows, kernel_mode
 
-THP_ALLOWED = kernel_mode() in ("always", "madvise")
+THP_ALLOWED = kernel_allows()
 
 # Allocate, touch and free a 64 MiB tensor five times, counting the page faults it takes.
 PROBE = """
