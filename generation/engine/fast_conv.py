@@ -8,6 +8,8 @@ runs at the machine's matmul peak; only fewer multiplications make it faster:
   The tiles' transforms are matrix products too, and the image is processed in bands of tile
   rows so that they stay in cache. Same convolution, other rounding: 1e-5 to 4e-5 of the
   output's range against 2e-6 to 5e-6 for the direct convolution (both against float64).
+  Maps are channels_last, so that cutting tiles out and putting outputs back move whole
+  channel vectors.
 - `upsample_conv3x3`: a 3x3 convolution after nearest-neighbour x2 upsampling reads each input
   pixel up to four times with summed weights. Folding those sums into four 2x2 kernels run at
   the low resolution computes the same output with 4·4 = 16 instead of 4·9 = 36 products per
@@ -83,47 +85,72 @@ def prefer_fast(pixels: int, weight_KC33: torch.Tensor) -> bool:
     return weight_KC33.dtype == torch.float32 and min(K, C) >= MIN_CHANNELS and pixels >= MIN_PIXELS
 
 
+def channels_last(x_BCHW: torch.Tensor) -> torch.Tensor:
+    """`x` with channels innermost in memory (no copy when it already is)."""
+    return x_BCHW.contiguous(memory_format=torch.channels_last)
+
+
 def winograd_conv3x3(
-    x_BCHW: torch.Tensor, u_36KC: torch.Tensor, bias_K: torch.Tensor | None
+    x_BCHW: torch.Tensor,
+    u_36KC: torch.Tensor,
+    bias_K: torch.Tensor | None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """F.conv2d(x, weight, bias, stride=1, padding=1) by Winograd F(4x4, 3x3), given
-    u = winograd_weight(weight).
+    u = winograd_weight(weight); channels_last in and out (other inputs are converted first).
+    `out`, if given, is a channels_last (B, K, H, W) tensor not overlapping `x` that receives
+    the result (it is returned).
 
-    Works band by band (about BAND_TILES tiles, padded on their own), with two scratch buffers
-    for all bands: a padded copy of the whole input and fresh buffers per band made the peak
-    memory of a d16 decode 0.4 GB higher once the heap had fragmented."""
+    Channels innermost make every gather and scatter between the image and its tiles a copy of
+    whole C- or K-vectors (with channels outermost they were single floats, and those copies took
+    as long as the products). Works band by band (about BAND_TILES tiles) with three scratch
+    buffers for all bands: one padded band of input rows, and two used in turn for
+    tiles -> transformed tiles -> products -> output tiles."""
     B, C, H, W = x_BCHW.shape
     K = u_36KC.shape[1]
+    x_BHWC = channels_last(x_BCHW).permute(0, 2, 3, 1)  # a contiguous view
     t_in, t_out = _transforms(x_BCHW.device)
-    u_PKC = u_36KC[:, None]  # (36, 1, K, C): P = the 36 positions in a 6x6 tile
+    u_PCK = u_36KC.transpose(1, 2)  # P = the 36 positions in a 6x6 tile
     th, tw = -(-H // TILE), -(-W // TILE)
-    out = x_BCHW.new_empty(B, K, TILE * th, TILE * tw)
+    whole_tiles = TILE * th == H and TILE * tw == W
+    if out is not None and (
+        out.shape != (B, K, H, W) or not out.is_contiguous(memory_format=torch.channels_last)
+    ):
+        raise ValueError(f"out must be a channels_last {(B, K, H, W)} tensor")
+    if out is not None and whole_tiles:
+        out_BHWK = out.permute(0, 2, 3, 1)
+    else:
+        out_BHWK = x_BCHW.new_empty(B, TILE * th, TILE * tw, K)
     band_rows = max(1, min(th, BAND_TILES // tw))
-    # Two scratch buffers, used in turn: tiles -> transformed tiles -> products -> outputs.
-    size = 36 * B * max(C, K) * band_rows * tw
+    # Input rows 4·t0−1 .. 4·t1 of a band, columns −1 .. 4·tw, zero outside the image: the
+    # columns outside are never written, rows outside are zeroed where a band has them.
+    padded = x_BCHW.new_zeros(B, TILE * band_rows + 2, TILE * tw + 2, C)
+    size = 36 * B * band_rows * tw * max(C, K)
     buf_a, buf_b = x_BCHW.new_empty(size), x_BCHW.new_empty(size)
     for t0 in range(0, th, band_rows):
         t1 = min(th, t0 + band_rows)
-        n = t1 - t0
-        # Input rows 4·t0−1 .. 4·t1 (one above, one below the band's outputs), zero outside.
         first, last = TILE * t0 - 1, TILE * t1 + 1
         lo, hi = max(first, 0), min(last, H)
-        rows = F.pad(x_BCHW[:, :, lo:hi], (1, TILE * tw + 1 - W, lo - first, last - hi))
-        tiles = rows.unfold(2, 6, TILE).unfold(3, 6, TILE)  # (B, C, n, tw, 6, 6), a view
-        X, Y = B * C * n * tw, B * K * n * tw
-        d_PX = buf_a[: 36 * X].view(36, X)
-        d_PX.view(6, 6, B, C, n, tw).copy_(tiles.permute(4, 5, 0, 1, 2, 3))
-        v_PX = torch.mm(t_in, d_PX, out=buf_b[: 36 * X].view(36, X))
-        m_PBKT = buf_a[: 36 * Y].view(36, B, K, n * tw)
-        torch.matmul(u_PKC, v_PX.view(36, B, C, n * tw), out=m_PBKT)  # channel mixing
-        y = torch.mm(t_out, m_PBKT.view(36, Y), out=buf_b[: 16 * Y].view(16, Y))
-        band = out[:, :, TILE * t0 : TILE * t1].view(B, K, n, TILE, tw, TILE)
-        band.copy_(y.view(TILE, TILE, B, K, n, tw).permute(2, 3, 4, 0, 5, 1))
+        padded[:, : lo - first].zero_()
+        padded[:, lo - first : hi - first, 1 : W + 1].copy_(x_BHWC[:, lo:hi])
+        padded[:, hi - first : last - first].zero_()
+        rows = padded[:, : last - first]
+        tiles = rows.unfold(1, 6, TILE).unfold(2, 6, TILE)  # (B, n, tw, C, 6, 6), a view
+        T = B * (t1 - t0) * tw  # tiles in this band
+        d_PX = buf_a[: 36 * T * C].view(36, T * C)
+        d_PX.view(6, 6, *tiles.shape[:4]).copy_(tiles.permute(4, 5, 0, 1, 2, 3))
+        v_PX = torch.mm(t_in, d_PX, out=buf_b[: 36 * T * C].view(36, T * C))
+        m_PTK = buf_a[: 36 * T * K].view(36, T, K)
+        torch.bmm(v_PX.view(36, T, C), u_PCK, out=m_PTK)  # channel mixing
+        y = torch.mm(t_out, m_PTK.view(36, T * K), out=buf_b[: 16 * T * K].view(16, T * K))
         if bias_K is not None:
-            band.add_(bias_K.view(1, K, 1, 1, 1, 1))
-    if TILE * th != H or TILE * tw != W:
-        out = out[:, :, :H, :W].contiguous()
-    return out
+            y.view(16 * T, K).add_(bias_K)
+        band = out_BHWK[:, TILE * t0 : TILE * t1].view(B, t1 - t0, TILE, tw, TILE, K)
+        band.copy_(y.view(TILE, TILE, B, t1 - t0, tw, K).permute(2, 3, 0, 4, 1, 5))
+    result = out_BHWK.permute(0, 3, 1, 2)
+    if out is None:
+        return result if whole_tiles else channels_last(result[:, :, :H, :W])
+    return out if whole_tiles else out.copy_(result[:, :, :H, :W])
 
 
 def upsample_weight(weight_KC33: torch.Tensor) -> torch.Tensor:
@@ -139,16 +166,18 @@ def upsample_conv3x3(
     x_BCHW: torch.Tensor, phases_4KC22: torch.Tensor, bias_K: torch.Tensor | None
 ) -> torch.Tensor:
     """conv3x3(nearest-upsample-x2(x), padding 1) computed at the low resolution, given
-    phases = upsample_weight(weight)."""
+    phases = upsample_weight(weight); channels_last in and out (others are converted first)."""
     B, _, H, W = x_BCHW.shape
     K = phases_4KC22.shape[0] // 4
     bias = None if bias_K is None else bias_K.repeat(4)
     # The 2x2 window at (i, j) of the once-padded input covers rows i−1, i and columns j−1, j.
-    y = F.conv2d(F.pad(x_BCHW, (1, 1, 1, 1)), phases_4KC22, bias).view(B, 4, K, H + 1, W + 1)
-    out = x_BCHW.new_empty(B, K, H, 2, W, 2)
+    padded = channels_last(F.pad(channels_last(x_BCHW), (1, 1, 1, 1)))
+    y = channels_last(F.conv2d(padded, phases_4KC22, bias))  # (B, 4K, H+1, W+1)
+    y_BHWPK = y.permute(0, 2, 3, 1).view(B, H + 1, W + 1, 4, K)
+    out = x_BCHW.new_empty(B, H, 2, W, 2, K)  # output row 2i+a, column 2j+b, channels last
     for p, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-        out[:, :, :, a, :, b] = y[:, p, :, a : a + H, b : b + W]
-    return out.view(B, K, 2 * H, 2 * W)
+        out[:, :, a, :, b] = y_BHWPK[:, a : a + H, b : b + W, p]
+    return out.view(B, 2 * H, 2 * W, K).permute(0, 3, 1, 2)
 
 
 class FastConv3x3(nn.Conv2d):
@@ -167,11 +196,13 @@ class FastConv3x3(nn.Conv2d):
         fast.bias = conv.bias
         return fast
 
-    def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_BCHW: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The convolution; by Winograd into `out` (see winograd_conv3x3) where it runs, else
+        the direct convolution into a fresh tensor (`out` unused)."""
         u = self.winograd_u
         if u is None or torch.is_grad_enabled() or x_BCHW.dtype != u.dtype:
             return super().forward(x_BCHW)
-        return winograd_conv3x3(x_BCHW, u, self.bias)
+        return winograd_conv3x3(x_BCHW, u, self.bias, out)
 
 
 def is_plain_conv3x3(module: nn.Module) -> bool:

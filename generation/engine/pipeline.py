@@ -233,7 +233,8 @@ class TextToImagePipeline:
         `pack_weights` (default: wherever it is available, i.e. float32 on a CPU) packs the
         transformer's per-scale linear weights once for oneDNN (packed_linear.py);
         `fast_convs` (default: a float32 decoder on a CPU) runs the decoder's wide 3x3 convs
-        by Winograd and folds its upsampling convs (fast_conv.py)."""
+        by Winograd and folds its upsampling convs (fast_conv.py), on channels_last maps
+        whatever `channels_last` says."""
         root = Path(path)
         if not (root / CONFIG_FILE).is_file():
             raise CheckpointError(f"{root}: no {CONFIG_FILE}")

@@ -7,6 +7,7 @@ Letters: B batch, C channels, H/W image side, h/w latent side, Cvae latent chann
 from __future__ import annotations
 
 import typing
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,64 @@ def group_norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels, eps=1e-6, affine=True)
 
 
+def group_norm_into(norm: nn.GroupNorm, x_BCHW: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """`norm(x)` written into `out` (inference only), which may be `x` itself: the kernel reads
+    each group's statistics before it writes the group; a test holds the result to the module's
+    bit for bit."""
+    B, C = x_BCHW.shape[:2]
+    stats = x_BCHW.new_empty(0)  # mean and 1/std per group; resized by the kernel
+    torch.ops.aten.native_group_norm.out(
+        x_BCHW, norm.weight, norm.bias, B, C, x_BCHW[0, 0].numel(), norm.num_groups, norm.eps,
+        out0=out, out1=stats, out2=stats.clone(),
+    )  # fmt: skip
+    return out
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """A dense 4-d tensor with channels innermost (a 1x1 map counts as channels first)."""
+    return (
+        x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+class MapPool:
+    """Feature maps reused within one decode: a map handed back once nothing reads it again is
+    handed out for the next map of its shape, dtype and layout instead of fresh memory.
+
+    Fresh memory is not free: the decoder's 160-channel 256² maps (42 MB) are mapped afresh by
+    glibc for each allocation and zeroed page by page by the kernel at first touch, and in the
+    VMs we measured that zeroing ran at about 1 GB/s: 0.3-0.4 s of system time per d16 decode
+    on the AVX-512 Xeon of 2026-11-27 (`perf`: clear_page). A GroupNorm into a fresh 256² map
+    took 46 ms, into a reused one 11 ms. The pool lives for one decode, so the process keeps
+    nothing between requests."""
+
+    def __init__(self) -> None:
+        self._free: dict[tuple[object, ...], list[torch.Tensor]] = {}
+
+    @staticmethod
+    def _key(shape: Sequence[int], like: torch.Tensor, last: bool) -> tuple[object, ...]:
+        return (tuple(shape), like.dtype, like.device, last)
+
+    def take(self, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+        """A map of `shape` in `like`'s dtype, device and layout (contents undefined)."""
+        last = is_channels_last(like)
+        free = self._free.get(self._key(shape, like, last))
+        if free:
+            return free.pop()
+        layout = torch.channels_last if last else torch.contiguous_format
+        return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout)
+
+    def give(self, *maps: torch.Tensor) -> None:
+        """Hand back maps that nothing will read again (dense ones only; views are ignored)."""
+        for m in maps:
+            last = is_channels_last(m)
+            dense = last or m.is_contiguous()
+            if dense and m.storage_offset() == 0 and m.untyped_storage().nbytes() == m.nbytes:
+                self._free.setdefault(self._key(m.shape, m, last), []).append(m)
+
+
 class ResnetBlock(nn.Module):
     """Two GroupNorm-SiLU-conv3x3 stages; a 1x1 `nin_shortcut` only when the width changes."""
 
@@ -38,17 +97,41 @@ class ResnetBlock(nn.Module):
         self.norm2, self.conv2 = group_norm(c_out, groups), nn.Conv2d(c_out, c_out, 3, 1, 1)
         self.nin_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else None
 
-    def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
-        # At inference SiLU runs in place on the fresh GroupNorm output and each intermediate is
-        # dropped as soon as the next exists (one name, rebound), so at most three full-size
-        # activations live at once; training needs them all for the backward pass.
-        inplace = not torch.is_grad_enabled()
-        h = self.norm1(x_BCHW)
-        h = self.conv1(F.silu(h, inplace=inplace))
-        h = self.norm2(h)
-        h = self.conv2(F.silu(h, inplace=inplace))
-        skip: torch.Tensor = x_BCHW if self.nin_shortcut is None else self.nin_shortcut(x_BCHW)
-        return h.add_(skip) if inplace else skip + h  # type: ignore[no-any-return]
+    def forward(self, x_BCHW: torch.Tensor, pool: MapPool | None = None) -> torch.Tensor:
+        if torch.is_grad_enabled():  # training keeps every intermediate for the backward pass
+            h = self.conv1(F.silu(self.norm1(x_BCHW)))
+            h = self.conv2(F.silu(self.norm2(h)))
+            skip = x_BCHW if self.nin_shortcut is None else self.nin_shortcut(x_BCHW)
+            return skip + h  # type: ignore[no-any-return]
+        # At inference each step writes over a map nothing reads again where it can (SiLU and
+        # the second GroupNorm over their input, a fast conv into a given map) and takes the
+        # others from `pool`; at most three full-size maps live at once.
+        pool = pool or MapPool()
+        a = F.silu(group_norm_into(self.norm1, x_BCHW, pool.take(x_BCHW.shape, x_BCHW)), True)
+        b = conv_into(self.conv1, a, pool)
+        b = F.silu(group_norm_into(self.norm2, b, b), inplace=True)
+        h = conv_into(self.conv2, b, pool, into=a if a.shape == b.shape else None)
+        pool.give(b)
+        if h is not a:
+            pool.give(a)
+        if self.nin_shortcut is None:
+            return h.add_(x_BCHW)
+        skip = self.nin_shortcut(x_BCHW)
+        h.add_(skip)
+        pool.give(skip)
+        return h
+
+
+def conv_into(
+    conv: nn.Module, x_BCHW: torch.Tensor, pool: MapPool, into: torch.Tensor | None = None
+) -> torch.Tensor:
+    """conv(x) written into `into` or a map from `pool` where the conv can write into a given
+    map (a FastConv3x3 running Winograd); otherwise the conv's own fresh output."""
+    if not (isinstance(conv, FastConv3x3) and conv.winograd_u is not None):
+        return conv(x_BCHW)  # type: ignore[no-any-return]
+    B, _, H, W = x_BCHW.shape
+    out = into if into is not None else pool.take((B, conv.out_channels, H, W), x_BCHW)
+    return conv(x_BCHW, out=out)  # type: ignore[no-any-return]
 
 
 class AttnBlock(nn.Module):
@@ -96,8 +179,8 @@ class Upsample(nn.Module):
         phases = self.phases
         if phases is not None and not torch.is_grad_enabled() and x_BCHW.dtype == phases.dtype:
             return upsample_conv3x3(x_BCHW, phases, self.conv.bias)
-        out: torch.Tensor = self.conv(F.interpolate(x_BCHW, scale_factor=2.0, mode="nearest"))
-        return out
+        up: torch.Tensor = self.conv(F.interpolate(x_BCHW, scale_factor=2.0, mode="nearest"))
+        return up
 
 
 class Level(nn.Module):
@@ -112,12 +195,16 @@ class Level(nn.Module):
         self.downsample: nn.Module | None = None  # set by the Encoder on all but the last level
         self.upsample: nn.Module | None = None  # set by the Decoder on all but the first level
 
-    def blocks(self, h: torch.Tensor) -> torch.Tensor:
-        """Run the ResnetBlocks, each followed by its attention block if any."""
+    def blocks(self, h: torch.Tensor, pool: MapPool | None = None) -> torch.Tensor:
+        """Run the ResnetBlocks, each followed by its attention block if any; with a `pool`
+        (inference), each block's input goes back to it once the block is done."""
         for i, block in enumerate(self.block):
-            h = block(h)
+            out = block(h, pool) if pool is not None else block(h)
             if len(self.attn) > 0:
-                h = self.attn[i](h)
+                out = self.attn[i](out)
+            if pool is not None:
+                pool.give(h)
+            h = out
         return h
 
 
@@ -210,12 +297,17 @@ class Decoder(nn.Module):
         return sizes
 
     def forward(self, z_BChw: torch.Tensor) -> torch.Tensor:
+        inference = not torch.is_grad_enabled()
         h = self.mid(self.conv_in(z_BChw))
         for level in typing.cast(list[Level], list(reversed(self.up))):
-            h = level.blocks(h)
+            # One pool per level: what a level frees is no use at the next resolution.
+            h = level.blocks(h, MapPool() if inference else None)
             if level.upsample is not None:
                 h = level.upsample(h)
-        h = F.silu(self.norm_out(h), inplace=not torch.is_grad_enabled())
+        if not inference:
+            h = F.silu(self.norm_out(h))
+        else:
+            h = F.silu(group_norm_into(self.norm_out, h, h), inplace=True)
         img_B3HW: torch.Tensor = self.conv_out(h)
         return img_B3HW
 
@@ -242,12 +334,11 @@ class VQVAE(nn.Module):
     ) -> None:
         """Cast post_quant_conv and the decoder to `dtype`; decode channels_last if asked; with
         `fast_convs`, run wide float32 3x3 convs by Winograd and fold the upsampling convs
-        (fast_conv.py: same convolutions, other rounding)."""
+        (fast_conv.py: same convolutions, other rounding), channels_last wherever one is used."""
         # Only activations change layout: oneDNN handles the weights, and converting them would
         # keep a second copy resident next to the memory-mapped checkpoint.
         for part in (self.post_quant_conv, self.decoder):
             part.to(dtype=dtype)
-        self.decode_channels_last = channels_last
         self.fast_convs = fast_convs
         if fast_convs:
             targets = [
@@ -262,6 +353,7 @@ class VQVAE(nn.Module):
         # Transformed weights are made here, from the weights in their final dtype, and not
         # during a request: made between requests they fragment the heap (a second d16 image
         # then peaked 0.3 GB higher).
+        any_fast = False
         with torch.no_grad():
             for module, pixels in self.decoder.map_sizes(self.cfg.patch_nums[-1]):
                 if isinstance(module, FastConv3x3):
@@ -270,6 +362,12 @@ class VQVAE(nn.Module):
                 elif isinstance(module, Upsample):
                     fast = fast_convs and prefer_fast(pixels, module.conv.weight)
                     module.phases = upsample_weight(module.conv.weight) if fast else None
+                else:
+                    continue
+                any_fast |= fast
+        # The fast paths work on channels-last activations; converting at each of them would
+        # cost more than they save, so the whole decode runs channels_last when any is used.
+        self.decode_channels_last = channels_last or any_fast
 
     def encode_features(self, img_B3HW: torch.Tensor) -> torch.Tensor:
         """Continuous latent f (B, Cvae, h, w) of images in [-1, 1]."""

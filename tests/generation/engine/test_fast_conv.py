@@ -45,9 +45,28 @@ def test_winograd_computes_the_3x3_convolution(shape: tuple[int, ...], with_bias
     b = torch.randn(K, generator=g) if with_bias else None
     got = winograd_conv3x3(x, winograd_weight(w), b)
     exp = reference(x, w, b)
-    assert got.shape == exp.shape and got.dtype == torch.float32 and got.is_contiguous()
+    assert got.shape == exp.shape and got.dtype == torch.float32
+    assert got.is_contiguous(memory_format=torch.channels_last)
     # Float32 Winograd rounds differently from the direct sum, within ~1e-5 of the range.
     assert (got.double() - exp).abs().max() <= 1e-5 * exp.abs().max()
+    # A channels_last input gives the same values, bit for bit.
+    assert torch.equal(winograd_conv3x3(x.contiguous(memory_format=torch.channels_last),
+                                        winograd_weight(w), b), got)  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_winograd_writes_into_a_given_output(shape: tuple[int, ...]) -> None:
+    B, C, K, H, W = shape
+    g = torch.Generator().manual_seed(3 + sum(shape))
+    x, w = torch.randn(B, C, H, W, generator=g), torch.randn(K, C, 3, 3, generator=g)
+    u, b = winograd_weight(w), torch.randn(K, generator=g)
+    out = torch.full((B, K, H, W), float("nan")).contiguous(memory_format=torch.channels_last)
+    assert winograd_conv3x3(x, u, b, out) is out
+    assert torch.equal(out, winograd_conv3x3(x, u, b))
+    with pytest.raises(ValueError, match="channels_last"):
+        winograd_conv3x3(x, u, b, torch.empty(B, K, H, W))  # channels first
+    with pytest.raises(ValueError, match="channels_last"):
+        winograd_conv3x3(x, u, b, out[:, :, 1:].contiguous(memory_format=torch.channels_last))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -59,6 +78,7 @@ def test_the_folded_upsampling_conv_equals_upsample_then_conv(shape: tuple[int, 
     got = upsample_conv3x3(x, upsample_weight(w), b)
     exp = reference(F.interpolate(x, scale_factor=2.0, mode="nearest"), w, b)
     assert got.shape == (B, K, 2 * H, 2 * W)
+    assert got.is_contiguous(memory_format=torch.channels_last)
     assert (got.double() - exp).abs().max() <= 1e-5 * exp.abs().max()
 
 
@@ -79,9 +99,11 @@ def test_a_fast_conv_shares_the_parameters_and_runs_winograd_once_given_its_weig
     fast.winograd_u = winograd_weight(conv.weight.detach())
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), conv(x), rtol=1e-4, atol=1e-5)
-    assert calls == [1]
+        out = torch.empty_like(x, memory_format=torch.channels_last)
+        assert fast(x, out=out) is out
+    assert calls == [1, 1]
     fast(x)  # with autograd on (training) the direct convolution runs
-    assert calls == [1]
+    assert calls == [1, 1]
 
 
 def small_vqvae(fast: bool) -> VQVAE:
@@ -110,6 +132,8 @@ def test_the_fast_decoder_decodes_what_the_plain_one_does(monkeypatch: pytest.Mo
     with torch.inference_mode():
         a, b = plain.decode_features(fhat), fast.decode_features(fhat)
     assert (a - b).abs().max() < 1e-4
+    # The fast paths take channels_last maps, so the fast decoder runs channels_last throughout.
+    assert fast.decode_channels_last and not plain.decode_channels_last
     # Turning them off again drops the transformed weights and gives the plain decoder back.
     fast.prepare_decoder(torch.float32, channels_last=False, fast_convs=False)
     assert all(m.winograd_u is None for m in convs) and upsamples[0].phases is None

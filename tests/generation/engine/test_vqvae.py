@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from torch.testing import assert_close
 
 from generation.engine.checkpoint import load_module, official_key_shapes, save_module
 from generation.engine.config import VarClipConfig, VQVAEConfig
+from generation.engine.fast_conv import FastConv3x3, winograd_weight
 from generation.engine.quantizer import phi_index_per_scale
-from generation.engine.vqvae import VQVAE
+from generation.engine.vqvae import VQVAE, MapPool, ResnetBlock, group_norm, group_norm_into
 
 from .conftest import PARITY_DIR
 
@@ -140,3 +142,56 @@ def test_vqvae_stage_with_bf16_runs_its_convolutions_in_bf16_and_keeps_float32_w
     assert seen == [torch.bfloat16, torch.bfloat16]
     assert all(torch.isfinite(torch.tensor(log["loss"])) for log in logs)
     assert all(p.dtype == torch.float32 for p in vqvae.parameters())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_group_norm_in_place_equals_the_module(dtype: torch.dtype, channels_last: bool) -> None:
+    g = torch.Generator().manual_seed(5)
+    norm = group_norm(12, 4).to(dtype)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(12, generator=g))
+        norm.bias.copy_(torch.randn(12, generator=g))
+    x = (torch.randn(2, 12, 9, 7, generator=g) * 3 + 1).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        exp = norm(x)
+        y = x.clone(memory_format=torch.preserve_format)
+        assert group_norm_into(norm, y, y) is y
+    assert torch.equal(y, exp) and y.stride() == x.stride()
+
+
+def test_resnet_block_at_inference_computes_what_it_computes_in_training() -> None:
+    # The inference path writes over its intermediates (and, with a fast conv2, over the first
+    # GroupNorm's output); the training path keeps them all. Same numbers either way.
+    torch.manual_seed(0)
+    for c_in, c_out in ((8, 8), (8, 12)):
+        block = ResnetBlock(c_in, c_out, groups=4).eval()
+        block.conv2 = FastConv3x3.wrap(block.conv2)
+        block.conv2.winograd_u = winograd_weight(block.conv2.weight.detach())
+        x = torch.randn(2, c_in, 8, 8).contiguous(memory_format=torch.channels_last)
+        with torch.enable_grad():
+            exp = block(x).detach()  # direct convolutions, nothing in place
+        with torch.no_grad():
+            assert_close(block(x), exp, rtol=1e-4, atol=1e-5)
+            # Maps from a pool hold stale values: every one must be written over in full.
+            pool = MapPool()
+            for c in {c_in, c_out}:
+                stale = torch.empty(2, c, 8, 8, memory_format=torch.channels_last)
+                pool.give(stale.fill_(float("nan")))
+            assert_close(block(x, pool), exp, rtol=1e-4, atol=1e-5)
+
+
+def test_map_pool_hands_back_a_map_of_the_same_shape_dtype_and_layout_only() -> None:
+    pool = MapPool()
+    last = torch.empty(1, 4, 6, 6, memory_format=torch.channels_last)
+    first = torch.empty(1, 4, 6, 6)
+    pool.give(last, first, first[:, :2])  # a view is not taken in: its storage is shared
+    assert pool.take(first.shape, torch.empty(1, 4, 6, 6)) is first
+    assert pool.take(last.shape, last) is last
+    fresh = pool.take(last.shape, last)  # none left: a new one, in the layout asked for
+    assert fresh is not last and fresh.is_contiguous(memory_format=torch.channels_last)
+    assert pool.take((1, 2, 6, 6), first).shape == (1, 2, 6, 6)
+    pool.give(last)
+    assert pool.take(last.shape, last.double()) is not last  # another dtype
