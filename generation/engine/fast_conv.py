@@ -50,7 +50,11 @@ _AT = (
     (0, 1, -1, 8, -8, 1),
 )
 TILE = 4  # output pixels per tile side
-BAND_TILES = 512  # tiles per band: 8 tile rows at 256 px (measured best of 1, 2, 4, 8 rows)
+# Tiles per band: 4 tile rows at 256 px. On channels_last maps (AVX-512 Xeon, 2026-11-27, one
+# conv into a reused output, median of 6): 160 channels at 256² 54.7 ms against 62.6, 63.9 and
+# 66.0 for bands of 128, 512 and 64 tiles; at 128² 13.2-13.8 against 15.0-17.5; 320 at 64² even.
+# Whole d16 decodes right after sampling, alternating 256 and 512 in one process, were even.
+BAND_TILES = 256
 # Where the fast paths are used (2 AMD EPYC cores, float32): at 160 channels Winograd ran 1.48x
 # the direct convolution on a 256² map and 1.6x on 128²; at 320 channels 1.9x on 64². Narrow
 # layers (the demo model's 32-64 channels) make its products too thin to pay; maps below 64²
