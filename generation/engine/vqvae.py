@@ -83,9 +83,12 @@ class MapPool:
     def _key(shape: Sequence[int], like: torch.Tensor, last: bool) -> tuple[object, ...]:
         return (tuple(shape), like.dtype, like.device, last)
 
-    def take(self, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
-        """A map of `shape` in `like`'s dtype, device and layout (contents undefined)."""
-        last = is_channels_last(like)
+    def take(
+        self, shape: Sequence[int], like: torch.Tensor, channels_last: bool | None = None
+    ) -> torch.Tensor:
+        """A map of `shape` in `like`'s dtype and device (contents undefined), channels_last
+        if asked, else in `like`'s layout."""
+        last = is_channels_last(like) if channels_last is None else channels_last
         free = self._free.get(self._key(shape, like, last))
         if free:
             return free.pop()
@@ -138,13 +141,15 @@ class ResnetBlock(nn.Module):
 def conv_into(
     conv: nn.Module, x_BCHW: torch.Tensor, pool: MapPool, into: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """conv(x) written into `into` or a map from `pool` where the conv can write into a given
-    map (a FastConv3x3 running Winograd); otherwise the conv's own fresh output."""
+    """conv(x) written into `into` (if channels_last) or a channels_last map from `pool` where
+    the conv can write into a given map (a FastConv3x3 running Winograd); otherwise the conv's
+    own fresh output."""
     if not (isinstance(conv, FastConv3x3) and conv.winograd_u is not None):
         return conv(x_BCHW)  # type: ignore[no-any-return]
-    B, _, H, W = x_BCHW.shape
-    out = into if into is not None else pool.take((B, conv.out_channels, H, W), x_BCHW)
-    return conv(x_BCHW, out=out)  # type: ignore[no-any-return]
+    if into is None or not into.is_contiguous(memory_format=torch.channels_last):
+        B, _, H, W = x_BCHW.shape
+        into = pool.take((B, conv.out_channels, H, W), x_BCHW, channels_last=True)
+    return conv(x_BCHW, out=into)  # type: ignore[no-any-return]
 
 
 class AttnBlock(nn.Module):

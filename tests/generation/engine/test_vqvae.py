@@ -175,15 +175,21 @@ def test_group_norm_into_a_map_or_over_its_input_equals_the_module(
         assert into.isnan().all() and torch.equal(over, x)
 
 
-def test_resnet_block_at_inference_computes_what_it_computes_in_training() -> None:
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_resnet_block_at_inference_computes_what_it_computes_in_training(
+    channels_last: bool,
+) -> None:
     # The inference path writes over its intermediates (and, with a fast conv2, over the first
-    # GroupNorm's output); the training path keeps them all. Same numbers either way.
+    # GroupNorm's output); the training path keeps them all. Same numbers either way, whatever
+    # the input's layout (the fast conv writes channels_last maps only).
     torch.manual_seed(0)
     for c_in, c_out in ((8, 8), (8, 12)):
         block = ResnetBlock(c_in, c_out, groups=4).eval()
         block.conv2 = FastConv3x3.wrap(block.conv2)
         block.conv2.winograd_u = winograd_weight(block.conv2.weight.detach())
-        x = torch.randn(2, c_in, 8, 8).contiguous(memory_format=torch.channels_last)
+        x = torch.randn(2, c_in, 8, 8)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.enable_grad():
             exp = block(x).detach()  # direct convolutions, nothing in place
         with torch.no_grad():
