@@ -16,7 +16,7 @@ from generation.engine.huge_pages import ENV
 
 # A step's memory pattern in miniature: activations of mixed sizes (1 to 40 MB) kept through a
 # forward pass, then freed in reverse while gradients of the same sizes come and go. Prints the
-# minor page faults of each of six steps.
+# minor page faults of each of eight steps.
 SCRIPT = """
 import json, resource, sys
 import torch
@@ -30,7 +30,7 @@ def step():
         if len(grads) > 2:
             grads.pop(0)
 faults = []
-for _ in range(6):
+for _ in range(8):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step()
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -52,10 +52,13 @@ def step_faults(mode: str) -> dict[str, object]:
 def test_a_step_reuses_freed_memory_without_page_faults() -> None:
     default, retained = step_faults("default"), step_faults("retain")
     assert retained["applied"] is True
-    # Steady state (steps 3-6; the first two grow the heap). glibc's defaults trim and unmap
-    # freed blocks, so every step faults tens of thousands of 4 KB pages in again (~100,000
-    # over four steps here); with the setting, few or none.
-    steady_default = sum(default["faults"][2:])  # type: ignore[index]
-    steady_retained = sum(retained["faults"][2:])  # type: ignore[index]
-    assert steady_default > 40_000, default
-    assert steady_retained < steady_default / 4, (default, retained)
+    # Steady state: the last three steps. The first ones grow the heap, with the setting too
+    # (CI saw 48,146, 7,168, 7,168 and 10,240 faults in steps 1-4, then none), and glibc's
+    # defaults adapt their mmap threshold over the first steps, so how much they fault again
+    # varies from run to run (26,626 to 118,950 over the last three steps in ten runs here).
+    # What stays: with the defaults the 40 MB block, over glibc's 32 MiB cap, is unmapped when
+    # freed and faulted in anew (10,240 pages) at least once; with the setting, nothing is.
+    steady_default = sum(default["faults"][5:])  # type: ignore[index]
+    steady_retained = sum(retained["faults"][5:])  # type: ignore[index]
+    assert steady_default >= 10_240, default
+    assert steady_retained <= 1_000, (default, retained)
