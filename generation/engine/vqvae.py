@@ -197,8 +197,8 @@ class Upsample(nn.Module):
         phases = self.phases
         if phases is not None and not torch.is_grad_enabled() and x_BCHW.dtype == phases.dtype:
             return upsample_conv3x3(x_BCHW, phases, self.conv.bias)
-        up: torch.Tensor = self.conv(F.interpolate(x_BCHW, scale_factor=2.0, mode="nearest"))
-        return up
+        out: torch.Tensor = self.conv(F.interpolate(x_BCHW, scale_factor=2.0, mode="nearest"))
+        return out
 
 
 class Level(nn.Module):
@@ -217,7 +217,7 @@ class Level(nn.Module):
         """Run the ResnetBlocks, each followed by its attention block if any; with a `pool`
         (inference), each block's input goes back to it once the block is done."""
         for i, block in enumerate(self.block):
-            out = block(h, pool) if pool is not None else block(h)
+            out = block(h, pool)
             if len(self.attn) > 0:
                 out = self.attn[i](out)
             if pool is not None:
