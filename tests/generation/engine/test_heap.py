@@ -16,7 +16,7 @@ from generation.engine.huge_pages import ENV
 
 # A step's memory pattern in miniature: activations of mixed sizes (1 to 40 MB) kept through a
 # forward pass, then freed in reverse while gradients of the same sizes come and go. Prints the
-# minor page faults of each of eight steps.
+# minor page faults of each of twelve steps.
 SCRIPT = """
 import json, resource, sys
 import torch
@@ -30,7 +30,7 @@ def step():
         if len(grads) > 2:
             grads.pop(0)
 faults = []
-for _ in range(8):
+for _ in range(12):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step()
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -52,13 +52,19 @@ def step_faults(mode: str) -> dict[str, object]:
 def test_a_step_reuses_freed_memory_without_page_faults() -> None:
     default, retained = step_faults("default"), step_faults("retain")
     assert retained["applied"] is True
-    # Steady state: the last three steps. The first ones grow the heap, with the setting too
-    # (CI saw 48,146, 7,168, 7,168 and 10,240 faults in steps 1-4, then none), and glibc's
-    # defaults adapt their mmap threshold over the first steps, so how much they fault again
-    # varies from run to run (26,626 to 118,950 over the last three steps in ten runs here).
-    # What stays: with the defaults the 40 MB block, over glibc's 32 MiB cap, is unmapped when
-    # freed and faulted in anew (10,240 pages) at least once; with the setting, nothing is.
-    steady_default = sum(default["faults"][5:])  # type: ignore[index]
-    steady_retained = sum(retained["faults"][5:])  # type: ignore[index]
-    assert steady_default >= 10_240, default
-    assert steady_retained <= 1_000, (default, retained)
+    # Steady state: steps 5-12. The first steps grow the heap, with the setting too (CI saw
+    # 48,146, 7,168, 7,168 and 10,240 faults in steps 1-4), and even later the setting's heap
+    # sometimes grows once more into pages not touched yet (up to 7,168 faults in one step: CI
+    # failed on that with a bound of 1,000). glibc's defaults adapt their mmap threshold, so what
+    # they fault varies from run to run: 61,444 to 317,200 over steps 5-12 in ten runs here,
+    # against 0 to 7,168 with the setting (one step at most, and at most 0.087 of the
+    # defaults' run beside it).
+    # What stays: with the setting a step reuses freed memory; with the defaults the 40 MB
+    # block, above glibc's 32 MiB cap, is mapped afresh and faulted in (10,240 pages) again
+    # and again, or blocks are trimmed and regrown.
+    steady_default = sum(default["faults"][4:])  # type: ignore[index]
+    steady_retained = sum(retained["faults"][4:])  # type: ignore[index]
+    assert steady_default >= 4 * 10_240, default
+    # Twice the worst seen with the setting, and under a quarter of the defaults' run.
+    assert steady_retained <= 16_384, (default, retained)
+    assert steady_retained * 4 <= steady_default, (default, retained)
