@@ -5,7 +5,6 @@ Only worker processes import this module (it imports torch); the web process nev
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import threading
@@ -126,31 +125,7 @@ def generate_images(
         )
     except EngineInputError as exc:
         raise PermanentJobError(f"the engine refused the request: {exc}") from exc
-    if len(jobs) > 1:
-        result = dataclasses.replace(result, images=_decode_each_alone(pipeline, result))
     return result
-
-
-def _decode_each_alone(pipeline: TextToImagePipeline, result: GenerationResult) -> Any:
-    """Decode every image from its own tokens at batch size 1.
-
-    Per-image seeds make a batched image's tokens identical to the solo ones, but decoding
-    a batch lets the convolution kernels sum in another order, and a few pixels then differ
-    by one level. Decoding each alone makes a batched output bit-identical to a solo one.
-    """
-    import numpy as np
-    import torch
-
-    from generation.engine.pipeline import to_uint8
-
-    quantize, images = pipeline.vqvae.quantize, []
-    with torch.inference_mode():
-        for index in range(len(result.seeds)):
-            fhat_BChw = quantize.indices_to_fhat(
-                [idx[index : index + 1].to(pipeline.device) for idx in result.indices]
-            )
-            images.append(to_uint8(pipeline.vqvae.decode_features(fhat_BChw))[0])
-    return np.stack(images)
 
 
 def generate_pngs(

@@ -390,8 +390,10 @@ class TextToImagePipeline:
             on_start=self.per_request_pages.release,
         )
         t1 = time.perf_counter()
+        # From the tokens, image by image: pixels then depend only on an image's own tokens,
+        # whatever batch it was sampled in (the sampler's f_hat sums in a batch-dependent order).
         with torch.inference_mode():
-            images = to_uint8(self.vqvae.decode_features(out.fhat_BChw))
+            images = to_uint8(self.vqvae.indices_to_image(out.indices))
         t2 = time.perf_counter()
         # 4. Return images with their provenance.
         return GenerationResult(
