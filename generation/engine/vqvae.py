@@ -399,9 +399,9 @@ class VQVAE(nn.Module):
         At inference every image is decoded on its own, so an image's pixels do not depend on
         the batch it came in: convolution kernels choose their blocking, and with it their
         summation order, by batch size (oneDNN on a Zen 4 EPYC gave `conv_in` 861 differing
-        values of 1,024 for one image alone and inside a batch of three). A d16 image's maps
-        are large enough to keep a CPU or GPU busy alone. With gradients (training) the batch
-        is decoded at once."""
+        values of 1,024 for one image alone and inside a batch of three). On a CPU a d16
+        image's maps keep every core busy alone; on a GPU this gives up some batch throughput
+        for that guarantee. With gradients (training) the batch is decoded at once."""
         B = fhat_BChw.shape[0]
         if torch.is_grad_enabled() or B == 1:
             return self._decode(fhat_BChw)
