@@ -428,11 +428,12 @@ class VQVAE(nn.Module):
         """Image in [-1, 1] decoded from token indices of every scale. At inference each image
         is made from its own tokens alone, f_hat included (its `phi` convolutions sum in a
         batch-dependent order too), so equal tokens give equal pixels in any batch."""
-        B = indices[0].shape[0]
+        B, to_fhat = indices[0].shape[0], self.quantize.indices_to_fhat
         if torch.is_grad_enabled() or B == 1:
-            return self.decode_features(self.quantize.indices_to_fhat(indices))
-        one = self.quantize.indices_to_fhat
-        return torch.cat([self._decode(one([idx[i : i + 1] for idx in indices])) for i in range(B)])
+            fhat = to_fhat(indices)
+        else:
+            fhat = torch.cat([to_fhat([idx[i : i + 1] for idx in indices]) for i in range(B)])
+        return self.decode_features(fhat)  # which decodes image by image in turn
 
     def forward(self, img_B3HW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, CodebookUsage]:
         """Training pass: (reconstruction, unclamped; commitment loss; codebook usage)."""
