@@ -14,6 +14,7 @@ bit for bit, so a packed model still saves like any other.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -80,17 +81,22 @@ def linear(layer: nn.Module, x: torch.Tensor, bias: torch.Tensor | None) -> torc
     return F.linear(x, layer.weight, bias)
 
 
-def linear_gelu_tanh(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """GELU(tanh approximation) of `layer`(x), fused into the product where the layer is packed.
+@functools.cache
+def fused_gelu_pays() -> bool:
+    """Whether oneDNN's fused tanh-GELU beats a separate pass on this CPU: it does with AVX-512
+    (the Intel Xeon of 2026-11-27: sampling 2.90 -> 2.82 s per d16 image), not with AVX2 only
+    (the Zen 3 AMD EPYC of 2026-11-27: 46.7 against 38.9 ms for 512 rows of fc1, 32.4 against
+    25.3 for 338; the Zen 1 EPYC: 144 against 136 ms)."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
 
-    The separate GELU is a second pass over fc1's output (8 MB at d16's last scale). On the
-    AVX-512 Intel Xeon of 2026-11-27, fusing it took sampling from 2.90 to 2.82 s per d16 image
-    (median of 5, alternating in one process); on the AVX2 AMD EPYC of the same day the fused
-    product was 6 % slower for 512 rows (144 against 136 ms), about 0.05 s per image. The two
-    forms differ by at most 2.4e-7 (float32 rounding of the tanh)."""
-    if isinstance(layer, PackedLinear):
+
+def linear_gelu_tanh(layer: nn.Module, x: torch.Tensor, fuse: bool | None = None) -> torch.Tensor:
+    """GELU(tanh approximation) of `layer`(x); for a packed layer, fused into the product when
+    `fuse` (default: where `fused_gelu_pays`), else a second pass over its output (8 MB at d16's
+    last scale). The two forms differ by at most 2.4e-7 (float32 rounding of the tanh)."""
+    if isinstance(layer, PackedLinear) and (fused_gelu_pays() if fuse is None else fuse):
         return layer.gelu_tanh(x)
-    assert isinstance(layer, nn.Linear)
+    assert isinstance(layer, (nn.Linear, PackedLinear))
     return F.gelu(layer(x), approximate="tanh")
 
 

@@ -13,6 +13,7 @@ from generation.engine.config import VarClipConfig
 from generation.engine.errors import EngineInputError
 from generation.engine.packed_linear import (
     PackedLinear,
+    fused_gelu_pays,
     linear_gelu_tanh,
     pack_linears,
     packing_available,
@@ -50,14 +51,35 @@ def test_the_fused_gelu_is_the_separate_one_and_keeps_rows_independent() -> None
     packed = PackedLinear(plain)
     x = torch.randn(2, 7, 96) * 3  # spread over GELU's curved part and both tails
     expected = nn.functional.gelu(plain(x), approximate="tanh")
-    fused = linear_gelu_tanh(packed, x)
+    fused = linear_gelu_tanh(packed, x, fuse=True)
     torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-5)
     # Exact GELU differs by up to ~1e-3 here, so this checks that the tanh form is the one fused.
     exact = nn.functional.gelu(plain(x))
     assert (fused - exact).abs().max() > 1e-4
     assert torch.equal(linear_gelu_tanh(plain, x), expected)  # unpacked: the separate GELU
+    separate = nn.functional.gelu(packed(x), approximate="tanh")
+    assert torch.equal(linear_gelu_tanh(packed, x, fuse=False), separate)
     rows = torch.randn(40, 96)
-    assert torch.equal(linear_gelu_tanh(packed, rows)[:3], linear_gelu_tanh(packed, rows[:3]))
+    for fuse in (True, False):
+        head = linear_gelu_tanh(packed, rows[:3], fuse=fuse)
+        assert torch.equal(linear_gelu_tanh(packed, rows, fuse=fuse)[:3], head)
+
+
+def test_the_gelu_is_fused_by_default_only_where_avx512_makes_it_pay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    packed = PackedLinear(nn.Linear(96, 384))
+    x = torch.randn(5, 96)
+    fused = linear_gelu_tanh(packed, x, fuse=True)
+    separate = linear_gelu_tanh(packed, x, fuse=False)
+    assert not torch.equal(fused, separate)  # the two forms round differently
+    for capability, expected in (("AVX512", fused), ("AVX2", separate), ("DEFAULT", separate)):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        fused_gelu_pays.cache_clear()
+        assert fused_gelu_pays() is (capability == "AVX512")
+        assert torch.equal(linear_gelu_tanh(packed, x), expected)
+    fused_gelu_pays.cache_clear()
 
 
 def test_packing_replaces_the_per_scale_layers_and_keeps_the_state_dict(
