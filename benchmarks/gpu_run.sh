@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The one GPU session: engine benchmark (bf16, batch 1/16/64) and worker batching on a lent
-# H100/H200. Run by the device tool from the repo root with .whl carried (open_clip, ftfy,
-# wcwidth wheels); results land in $OUT.
+# One GPU session's measurements on a lent H100/H200, run by the device tool from the repo root
+# with .whl carried (open_clip, ftfy and wcwidth wheels: the device image lacks them):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       open_clip_torch==3.3.0 ftfy wcwidth -d .whl
+# In order of what a short session should get first: the CUDA-graph probe, decoding image by
+# image against batched, worker batching, then the engine benchmark (bf16, batch 1/16/64).
+# Results land in $OUT.
 set -u
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
@@ -10,9 +14,23 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 python3 -c "import torch, open_clip; print(torch.__version__, torch.cuda.get_device_name(0))"
-timeout 360 python3 benchmarks/engine_bench.py --device cuda --dtype bf16 \
-    --batch-sizes 1,16,64 --repeats 3 --timeout 200 --json "$OUT/engine_gpu.json" \
-    2>&1 | tee "$OUT/engine_gpu.log"
+CKPT=/tmp/d16-random
+python3 -c "
+from generation.engine.config import VarClipConfig
+from generation.engine.pipeline import TextToImagePipeline
+TextToImagePipeline.from_config(VarClipConfig.from_preset('d16'), seed=0).save_pretrained('$CKPT')
+" || exit 1
+timeout 150 python3 benchmarks/cuda_graphs_probe.py --device cuda --dtype bf16 \
+    --batch-sizes 1,16,64 --repeats 5 --json "$OUT/cuda_graphs.json" \
+    2>&1 | tee "$OUT/cuda_graphs.log"
+for dtype in bf16 fp32; do
+    timeout 90 python3 benchmarks/decode_batching.py --device cuda --dtype $dtype \
+        --batch-sizes 1,8,16,64 --ckpt $CKPT --json "$OUT/decode_batching_$dtype.json" \
+        2>&1 | tee "$OUT/decode_batching_$dtype.log"
+done
 timeout 150 python3 benchmarks/worker_bench.py --engine-only --device cuda --dtype bf16 \
     --preset d16 --jobs 128 --batch-sizes 1,8,16,32,64 --json "$OUT/worker_gpu.json" \
     2>&1 | tee "$OUT/worker_gpu.log"
+timeout 300 python3 benchmarks/engine_bench.py --device cuda --dtype bf16 \
+    --batch-sizes 1,16,64 --repeats 3 --timeout 200 --ckpt $CKPT --json "$OUT/engine_gpu.json" \
+    2>&1 | tee "$OUT/engine_gpu.log"
