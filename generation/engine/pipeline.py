@@ -18,6 +18,7 @@ import torch
 
 from generation.engine.checkpoint import MappedPages, load_module, save_module, sha256_of
 from generation.engine.config import VarClipConfig
+from generation.engine.cuda_graphs import CudaGraphBackend, DecoderGraph, GraphBackend, GraphCache
 from generation.engine.errors import (
     CheckpointError,
     EngineInputError,
@@ -151,6 +152,7 @@ class TextToImagePipeline:
         tokenizer: ClipTokenizer | None = None,
         pack_weights: bool = False,
         fast_convs: bool = False,
+        cuda_graphs: bool | None = None,
     ):
         self.config = config
         self.device = resolve_device(device)
@@ -181,6 +183,18 @@ class TextToImagePipeline:
         # captions are encoded.
         self.per_request_pages = MappedPages(None, [])
         self.text_pages = MappedPages(None, [])
+        # Small batches on a GPU replay each scale's captured kernels (cuda_graphs.py).
+        if cuda_graphs and self.device.type != "cuda":
+            raise EngineInputError(f"cuda_graphs needs a CUDA device, not {self.device.type}")
+        self.graphs: GraphCache | None = None
+        if (cuda_graphs is None and self.device.type == "cuda") or cuda_graphs:
+            self.use_graphs(CudaGraphBackend(self.device))
+
+    def use_graphs(self, backend: GraphBackend) -> None:
+        """Replay captured kernels (cuda_graphs.py): the sampler's scales for batches of up to
+        16, the decoder's one image. Same tokens and pixels as without."""
+        self.graphs = GraphCache(self.transformer, backend)
+        self.vqvae.decode_one = DecoderGraph(self.vqvae.decode_batch, backend)
 
     @classmethod
     def from_config(
@@ -195,6 +209,7 @@ class TextToImagePipeline:
         with_encoder: bool = False,
         pack_weights: bool = False,
         fast_convs: bool = False,
+        cuda_graphs: bool | None = None,
     ) -> TextToImagePipeline:
         """Deterministic random weights (VAR's transformer init) for tests, benchmarks and demos."""
         with torch.random.fork_rng(devices=[]):
@@ -214,6 +229,7 @@ class TextToImagePipeline:
             channels_last=channels_last,
             pack_weights=pack_weights,
             fast_convs=fast_convs,
+            cuda_graphs=cuda_graphs,
         )
 
     @classmethod
@@ -227,6 +243,7 @@ class TextToImagePipeline:
         channels_last: bool = False,
         pack_weights: bool | None = None,
         fast_convs: bool | None = None,
+        cuda_graphs: bool | None = None,
     ) -> TextToImagePipeline:
         """Load one of our checkpoint directories (strict keys, shapes, finite values).
 
@@ -234,7 +251,8 @@ class TextToImagePipeline:
         transformer's per-scale linear weights once for oneDNN (packed_linear.py);
         `fast_convs` (default: a float32 decoder on a CPU) runs the decoder's wide 3x3 convs
         by Winograd and folds its upsampling convs (fast_conv.py), on channels_last maps
-        whatever `channels_last` says."""
+        whatever `channels_last` says; `cuda_graphs` (default: on a GPU) replays each
+        scale's captured transformer pass for batches of up to 16 (cuda_graphs.py)."""
         root = Path(path)
         if not (root / CONFIG_FILE).is_file():
             raise CheckpointError(f"{root}: no {CONFIG_FILE}")
@@ -297,6 +315,7 @@ class TextToImagePipeline:
                 if fast_convs is None
                 else fast_convs
             ),
+            cuda_graphs=cuda_graphs,
         )
         pipe.per_request_pages = ada_pages
         pipe.text_pages = text_pages
@@ -388,6 +407,7 @@ class TextToImagePipeline:
             progress,
             on_scale,
             on_start=self.per_request_pages.release,
+            graphs=self.graphs.for_batch(len(seeds)) if self.graphs is not None else None,
         )
         t1 = time.perf_counter()
         # From the tokens, image by image: pixels then depend only on an image's own tokens,

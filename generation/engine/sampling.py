@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 
 from generation.engine.config import dataclass_from_dict, to_plain_dict
+from generation.engine.cuda_graphs import ScaleGraphs
 from generation.engine.errors import EngineInputError, EngineTypeError
 from generation.engine.quantizer import MultiScaleQuantizer
 from generation.engine.transformer import NextScaleTransformer
@@ -160,11 +161,13 @@ def sample_tokens(
     progress: Callable[[int, int], None] | None = None,
     on_scale: Callable[[int, torch.Tensor], None] | None = None,
     on_start: Callable[[], None] | None = None,
+    graphs: ScaleGraphs | None = None,
 ) -> SampleOutput:
     """Sample every scale for a batch of conditions (text embeddings (B, D) or labels (B,)).
 
     `on_start` runs once the condition's AdaLN outputs are memoised, before the KV cache is
-    allocated: the last moment the AdaLN weights are needed."""
+    allocated: the last moment the AdaLN weights are needed. `graphs` (captured for this batch
+    size, cuda_graphs.py) replays each scale's transformer pass instead of launching it."""
     # 1. Check the request against the model.
     B, S, V = cond.shape[0], len(transformer.patch_nums), transformer.V
     seeds = check_seeds(seeds, B)
@@ -173,7 +176,11 @@ def sample_tokens(
     draws = TokenDraws(seeds, settings.rng)
 
     # 2. Memoise the condition and AdaLN outputs; allocate the KV cache.
-    state, x_BlC = transformer.start_inference(cond, on_start)
+    if graphs is not None and (graphs.model is not transformer or graphs.batch != B):
+        raise ValueError(f"graphs captured for batch {graphs.batch} of another model, or not {B}")
+    cache = graphs.state.cache if graphs is not None else None
+    state, x_BlC = transformer.start_inference(cond, on_start, cache)
+    step = graphs.step if graphs is not None else transformer.step
     side = transformer.patch_nums[-1]
     fhat_BChw = torch.zeros(B, quantizer.Cvae, side, side, device=cond.device)
     codebook_VC = quantizer.embedding.weight
@@ -181,7 +188,7 @@ def sample_tokens(
 
     # 3. Scale by scale: guided logits, filter, draw, update f_hat, embed the next input.
     for si, pn in enumerate(transformer.patch_nums):
-        logits_BlV = guided_logits(transformer.step(state, si, x_BlC), si, S, settings.cfg)
+        logits_BlV = guided_logits(step(state, si, x_BlC), si, S, settings.cfg)
         logits_BlV = filter_top_k_top_p(logits_BlV, settings.top_k, settings.top_p)
         idx_Bl = draws.categorical(logits_BlV.softmax(dim=-1))
         indices.append(idx_Bl)

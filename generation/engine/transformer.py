@@ -286,10 +286,15 @@ class NextScaleTransformer(nn.Module):
         return self.logits(x_BLC, self.head_nm.modulation(cond_BC))
 
     def start_inference(
-        self, cond: torch.Tensor, on_memoised: Callable[[], None] | None = None
+        self,
+        cond: torch.Tensor,
+        on_memoised: Callable[[], None] | None = None,
+        cache: KVCache | None = None,
     ) -> tuple[InferenceState, torch.Tensor]:
         """Memoise the condition (conditional rows, then null rows) and return the scale-0 input;
-        `on_memoised` runs after the AdaLN outputs exist and before the KV cache is allocated."""
+        `on_memoised` runs after the AdaLN outputs exist and before the KV cache is allocated.
+        A given `cache` (one of this batch size, e.g. a CUDA graph's) is used instead of a new
+        one: each scale writes its slots before any later scale reads them."""
         B, cfg = cond.shape[0], self.cfg
         both = torch.cat((cond, self.null_condition(B, cond.device).to(cond.dtype)), dim=0)
         cond_BC = self.condition(both)
@@ -302,11 +307,17 @@ class NextScaleTransformer(nn.Module):
         capacity = self.begin_ends[-1][0]
         kv_shape = (cfg.depth, 2 * B, H, capacity, c)
         w = self.pos_1LC
-        cache = KVCache(
-            k=w.new_empty(kv_shape),
-            v=w.new_empty(kv_shape),
-            qkv_bias=[blk.attn.qkv_bias() for blk in self.block_list],
-        )
+        if cache is None:
+            cache = KVCache(
+                k=w.new_empty(kv_shape),
+                v=w.new_empty(kv_shape),
+                qkv_bias=[blk.attn.qkv_bias() for blk in self.block_list],
+            )
+        elif cache.k.shape != kv_shape or cache.k.dtype != w.dtype or cache.k.device != w.device:
+            raise ValueError(
+                f"KV cache {tuple(cache.k.shape)} {cache.k.dtype} on {cache.k.device} does not "
+                f"fit {kv_shape} {w.dtype} on {w.device}"
+            )
         state = InferenceState(cond_BC=cond_BC, ada=ada, head_ada=head_ada, cache=cache)
         x_B1C = cond_BC[:, None] + self.pos_start + self.lvl_pos(0, self.first_l)
         return state, x_B1C

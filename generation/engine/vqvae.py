@@ -25,6 +25,18 @@ from generation.engine.fast_conv import (
 from generation.engine.quantizer import CodebookUsage, MultiScaleQuantizer
 
 
+class OneImageDecoder(typing.Protocol):
+    """What decodes one image's f_hat (1, Cvae, h, w) in place of `VQVAE.decode_batch`."""
+
+    def __call__(self, fhat_1Chw: torch.Tensor) -> torch.Tensor:
+        """Image (1, 3, H, W) in [-1, 1], float32."""
+        ...
+
+    def reset(self) -> None:
+        """Forget what was captured: the decoder's weights or layout have changed."""
+        ...
+
+
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
     """GroupNorm(groups, eps 1e-6) with affine parameters, as in the LDM autoencoders (32)."""
     return nn.GroupNorm(groups, channels, eps=1e-6, affine=True)
@@ -346,6 +358,9 @@ class VQVAE(nn.Module):
         self.decoder = Decoder(cfg)
         self.decode_channels_last = False
         self.fast_convs = False
+        # Stands in for decode_batch on one image at inference when set (the pipeline sets a
+        # CUDA graph's replay on a GPU, cuda_graphs.py); must give the same pixels.
+        self.decode_one: OneImageDecoder | None = None
 
     def prepare_decoder(
         self, dtype: torch.dtype, channels_last: bool, fast_convs: bool = False
@@ -353,6 +368,9 @@ class VQVAE(nn.Module):
         """Cast post_quant_conv and the decoder to `dtype`; decode channels_last if asked; with
         `fast_convs`, run wide float32 3x3 convs by Winograd and fold the upsampling convs
         (fast_conv.py: same convolutions, other rounding), channels_last wherever one is used."""
+        # A captured decode replays the old weights' memory: capture again on next use.
+        if self.decode_one is not None:
+            self.decode_one.reset()
         # Only activations change layout: oneDNN handles the weights, and converting them would
         # keep a second copy resident next to the memory-mapped checkpoint.
         for part in (self.post_quant_conv, self.decoder):
@@ -403,12 +421,17 @@ class VQVAE(nn.Module):
         image's maps keep every core busy alone; on a GPU this gives up some batch throughput
         for that guarantee. With gradients (training) the batch is decoded at once."""
         B = fhat_BChw.shape[0]
-        if torch.is_grad_enabled() or B == 1:
-            return self._decode(fhat_BChw)
+        if torch.is_grad_enabled():
+            return self.decode_batch(fhat_BChw)
+        decode = self.decode_one or self.decode_batch
+        if B == 1:
+            return decode(fhat_BChw)
         # A copy of each image's f_hat: its own allocation, aligned like a lone image's.
-        return torch.cat([self._decode(fhat_BChw[i : i + 1].clone()) for i in range(B)])
+        return torch.cat([decode(fhat_BChw[i : i + 1].clone()) for i in range(B)])
 
-    def _decode(self, fhat_BChw: torch.Tensor) -> torch.Tensor:
+    def decode_batch(self, fhat_BChw: torch.Tensor) -> torch.Tensor:
+        """The whole batch in one decoder call: an image's pixels then depend on its batch
+        (see decode_features). Image in [-1, 1], float32."""
         weight = self.post_quant_conv.weight
         x = fhat_BChw.to(weight.dtype)
         if self.decode_channels_last:
