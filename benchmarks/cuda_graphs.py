@@ -1,21 +1,15 @@
-"""Probe: would CUDA graphs pay for the sampler on a GPU?
+"""CUDA graphs in the engine (generation/engine/cuda_graphs.py): whole generations with the
+sampler's captured scales and the decoder's captured image against the plain path, at each
+batch size, and whether tokens and pixels are the same.
 
-At batch 1 on an H100 a d16 image took 0.135 s of which the process's CPU time was all: the GPU
-waits on Python and on kernel launches (10 scales x 16 blocks, dozens of small kernels each).
-This probe captures each scale's transformer pass (every block and the head, with the KV cache)
-as one CUDA graph, replays it inside the unchanged sampler, and compares whole generations
-(`pipeline.generate`: text, sampling, decoding) and their tokens against the plain engine.
+Both paths run in one process on one pipeline (its `graphs` switched off and on), so the ratio
+is taken between runs on the same warm GPU. Capture time is reported apart: it is paid once per
+batch size and process.
 
-Only the benchmark patches the engine; nothing here changes the engine's behaviour. How it
-works: one persistent `InferenceState` per batch size is captured once; each request's own
-AdaLN outputs are copied into it before the first scale, its input into the scale's static
-buffer before each replay. Every KV-cache slot a scale reads was written by an earlier scale of
-the same request, so the persistent cache needs no copying.
-
-    python benchmarks/cuda_graphs_probe.py --device cuda --batch-sizes 1,16,64
-    python benchmarks/cuda_graphs_probe.py --preset tiny --batch-sizes 1,2   # CPU: logic only
-On a CPU there is no CUDA graph: each "graph" re-runs the captured call on the persistent
-buffers, which checks the copying logic (tokens must match) but says nothing of speed.
+    python benchmarks/cuda_graphs.py --device cuda --batch-sizes 1,4,16,64
+    python benchmarks/cuda_graphs.py --preset tiny --batch-sizes 1,2   # CPU: logic only
+On a CPU there is no CUDA graph: EagerBackend re-runs each captured call on the captured
+buffers, which checks that tokens and pixels match but says nothing of speed.
 """
 
 from __future__ import annotations
@@ -26,19 +20,24 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from generation.engine.config import VarClipConfig  # noqa: E402
+from generation.engine.cuda_graphs import (  # noqa: E402
+    CudaGraphBackend,
+    DecoderGraph,
+    EagerBackend,
+    GraphBackend,
+    GraphCache,
+)
 from generation.engine.pipeline import SamplingSettings, TextToImagePipeline  # noqa: E402
-from generation.engine.transformer import InferenceState, NextScaleTransformer  # noqa: E402
 
 CAPTIONS = [
     "a photo of a goldfish swimming in a bowl",
@@ -48,71 +47,6 @@ CAPTIONS = [
 ]
 
 
-class Replay:
-    """A CPU stand-in for a captured graph: replays the call on the same buffers."""
-
-    def __init__(self, fn: Callable[[], torch.Tensor]):
-        self.fn = fn
-        self.out = fn()
-
-    def replay(self) -> None:
-        self.out.copy_(self.fn())
-
-
-class GraphedSteps:
-    """Each scale's `transformer.step` captured once for one batch size, then replayed."""
-
-    def __init__(self, model: NextScaleTransformer, cond: torch.Tensor):
-        self.model = model
-        # The class's own step: the instance's is replaced by this object's once captured.
-        self.plain_step = NextScaleTransformer.step.__get__(model)
-        self.state, _ = model.start_inference(cond)
-        self.inputs = [
-            torch.zeros(2 * cond.shape[0], end - begin, model.pos_1LC.shape[-1], **self._like())
-            for begin, end in model.begin_ends
-        ]
-        self.graphs: list[Any] = []
-        self.outs: list[torch.Tensor] = []
-        if cond.device.type == "cuda":
-            self._capture_cuda()
-        else:
-            for si, x in enumerate(self.inputs):
-                replay = Replay(lambda si=si, x=x: self.plain_step(self.state, si, x))
-                self.graphs.append(replay)
-                self.outs.append(replay.out)
-
-    def _like(self) -> dict[str, Any]:
-        w = self.model.pos_1LC
-        return {"dtype": w.dtype, "device": w.device}
-
-    def _capture_cuda(self) -> None:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up outside capture, as torch.cuda.graph asks
-            for si, x in enumerate(self.inputs):
-                self.plain_step(self.state, si, x)
-        torch.cuda.current_stream().wait_stream(side)
-        pool = None
-        for si, x in enumerate(self.inputs):
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
-                out = self.plain_step(self.state, si, x)
-            pool = graph.pool()
-            self.graphs.append(graph)
-            self.outs.append(out)
-
-    def step(self, state: InferenceState, si: int, x_BlC: torch.Tensor) -> torch.Tensor:
-        if si == 0:  # this request's condition into the captured state
-            for mine, theirs in zip(self.state.ada, state.ada, strict=True):
-                for dst, src in zip(mine, theirs, strict=True):
-                    dst.copy_(src)
-            for dst, src in zip(self.state.head_ada, state.head_ada, strict=True):
-                dst.copy_(src)
-        self.inputs[si].copy_(x_BlC)
-        self.graphs[si].replay()
-        return self.outs[si]
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -120,11 +54,12 @@ def sync(device: torch.device) -> None:
 
 def run(
     pipe: TextToImagePipeline, B: int, repeats: int, settings: SamplingSettings
-) -> tuple[list[float], list[float], list[torch.Tensor]]:
-    """Whole generations at batch B: wall seconds, sampling seconds, the last tokens."""
+) -> tuple[list[float], list[float], list[torch.Tensor], np.ndarray]:
+    """Whole generations at batch B after one warm-up: wall seconds, sampling seconds, and the
+    last run's tokens and images."""
     captions = [CAPTIONS[i % len(CAPTIONS)] for i in range(B)]
-    walls, samples, indices = [], [], []
-    for r in range(repeats + 1):  # the first is a warm-up
+    walls, samples = [], []
+    for r in range(repeats + 1):
         sync(pipe.device)
         t0 = time.perf_counter()
         result = pipe.generate(captions, list(range(100 * r, 100 * r + B)), settings)
@@ -132,37 +67,47 @@ def run(
         if r:
             walls.append(time.perf_counter() - t0)
             samples.append(result.seconds["sample"])
-        indices = result.indices
-    return walls, samples, indices
+    return walls, samples, result.indices, result.images
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16")
-    parser.add_argument("--batch-sizes", default="1,16,64")
+    parser.add_argument("--batch-sizes", default="1,4,16,64")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--preset", default="d16")
+    parser.add_argument("--ckpt", type=Path, help="a checkpoint directory (default: random)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
-    pipe = TextToImagePipeline.from_config(
-        VarClipConfig.from_preset(args.preset), seed=0, device=args.device, dtype=dtype
+    if args.ckpt:
+        pipe = TextToImagePipeline.from_pretrained(
+            args.ckpt, device=args.device, dtype=dtype, cuda_graphs=False
+        )
+    else:
+        config = VarClipConfig.from_preset(args.preset)
+        pipe = TextToImagePipeline.from_config(
+            config, seed=0, device=args.device, dtype=dtype, cuda_graphs=False
+        )
+    backend: GraphBackend = (
+        CudaGraphBackend(pipe.device) if pipe.device.type == "cuda" else EagerBackend()
     )
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    graphs = GraphCache(pipe.transformer, backend, max_batch=max(batches), keep=1)
+    decoder = DecoderGraph(pipe.vqvae.decode_batch, backend)
     settings = SamplingSettings(cfg=4.0, top_k=min(900, pipe.config.vqvae.vocab_size), top_p=0.95)
-    plain_step = pipe.transformer.step
     rows = []
-    for B in [int(b) for b in args.batch_sizes.split(",")]:
-        pipe.transformer.step = plain_step  # type: ignore[method-assign]
-        plain, plain_sample, plain_idx = run(pipe, B, args.repeats, settings)
+    for B in batches:
+        pipe.graphs, pipe.vqvae.decode_one = None, None
+        plain, plain_sample, plain_idx, plain_images = run(pipe, B, args.repeats, settings)
+        sync(pipe.device)
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            text_BD, _, _ = pipe.encode_captions(CAPTIONS[:1] * B)
-            graphed = GraphedSteps(pipe.transformer, text_BD)
+        graphs.for_batch(B)
+        sync(pipe.device)
         capture_s = time.perf_counter() - t0
-        pipe.transformer.step = graphed.step  # type: ignore[method-assign]
-        fast, fast_sample, fast_idx = run(pipe, B, args.repeats, settings)
-        same = all(torch.equal(a, b) for a, b in zip(plain_idx, fast_idx, strict=True))
+        pipe.graphs, pipe.vqvae.decode_one = graphs, decoder
+        fast, fast_sample, fast_idx, fast_images = run(pipe, B, args.repeats, settings)
         row = {
             "batch": B,
             "plain_s_per_image": statistics.median(plain) / B,
@@ -172,19 +117,34 @@ def main() -> int:
             "speedup_image": statistics.median(plain) / statistics.median(fast),
             "speedup_sampling": statistics.median(plain_sample) / statistics.median(fast_sample),
             "capture_s": capture_s,
-            "same_tokens": same,
+            "same_tokens": all(torch.equal(a, b) for a, b in zip(plain_idx, fast_idx, strict=True)),
+            "same_pixels": bool((plain_images == fast_images).all()),
+            "peak_gpu_gb": (
+                torch.cuda.max_memory_allocated() / 1e9 if pipe.device.type == "cuda" else None
+            ),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    pipe.transformer.step = plain_step  # type: ignore[method-assign]
     report = {
         "command": " ".join(sys.argv),
         "torch": torch.__version__,
-        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0),
+        "device": args.device if pipe.device.type == "cpu" else torch.cuda.get_device_name(0),
         "rows": rows,
     }
+    print()
+    print("| batch | s/image plain | s/image graphs | x image | sampling s plain / graphs | x |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['batch']} | {r['plain_s_per_image']:.4f} | {r['graphed_s_per_image']:.4f} | "
+            f"{r['speedup_image']:.2f} | {r['plain_sample_s']:.3f} / {r['graphed_sample_s']:.3f} "
+            f"| {r['speedup_sampling']:.2f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if not all(r["same_tokens"] and r["same_pixels"] for r in rows):
+        print("TOKENS OR PIXELS DIFFER between the plain and the graphed path", file=sys.stderr)
+        return 1
     return 0
 
 
