@@ -183,7 +183,7 @@ class TextToImagePipeline:
         # captions are encoded.
         self.per_request_pages = MappedPages(None, [])
         self.text_pages = MappedPages(None, [])
-        # Small batches on a GPU replay each scale's captured kernels (cuda_graphs.py).
+        # On a GPU, sampling scales and decodes replay captured kernels (cuda_graphs.py).
         if cuda_graphs and self.device.type != "cuda":
             raise EngineInputError(f"cuda_graphs needs a CUDA device, not {self.device.type}")
         self.graphs: GraphCache | None = None
@@ -251,8 +251,9 @@ class TextToImagePipeline:
         transformer's per-scale linear weights once for oneDNN (packed_linear.py);
         `fast_convs` (default: a float32 decoder on a CPU) runs the decoder's wide 3x3 convs
         by Winograd and folds its upsampling convs (fast_conv.py), on channels_last maps
-        whatever `channels_last` says; `cuda_graphs` (default: on a GPU) replays each
-        scale's captured transformer pass for batches of up to 16 (cuda_graphs.py)."""
+        whatever `channels_last` says; `cuda_graphs` (default: on a GPU) replays CUDA graphs
+        of each scale's transformer pass (batches of up to 16) and of one image's decode
+        (cuda_graphs.py)."""
         root = Path(path)
         if not (root / CONFIG_FILE).is_file():
             raise CheckpointError(f"{root}: no {CONFIG_FILE}")

@@ -176,8 +176,10 @@ def sample_tokens(
     draws = TokenDraws(seeds, settings.rng)
 
     # 2. Memoise the condition and AdaLN outputs; allocate the KV cache.
-    if graphs is not None and (graphs.model is not transformer or graphs.batch != B):
-        raise ValueError(f"graphs captured for batch {graphs.batch} of another model, or not {B}")
+    if graphs is not None and graphs.model is not transformer:
+        raise ValueError("graphs were captured for another model")
+    if graphs is not None and graphs.batch != B:
+        raise ValueError(f"graphs were captured for batch {graphs.batch}, not {B}")
     cache = graphs.state.cache if graphs is not None else None
     state, x_BlC = transformer.start_inference(cond, on_start, cache)
     step = graphs.step if graphs is not None else transformer.step

@@ -97,8 +97,8 @@ def test_a_failed_capture_warns_once_and_sampling_goes_on_without_graphs(
     assert (want.images == got.images).all()
 
 
-def test_replays_refuse_a_state_or_batch_they_were_not_captured_for(
-    tiny_pipeline: TextToImagePipeline,
+def test_replays_refuse_a_state_batch_or_model_they_were_not_captured_for(
+    tiny_config: VarClipConfig, tiny_pipeline: TextToImagePipeline
 ) -> None:
     model = tiny_pipeline.transformer
     cond_BD = torch.randn(2, tiny_pipeline.config.transformer.cond_dim)
@@ -109,10 +109,12 @@ def test_replays_refuse_a_state_or_batch_they_were_not_captured_for(
             graphs.step(other, 0, x_BlC)
         with pytest.raises(ValueError, match="does not fit"):
             model.start_inference(cond_BD[:1], cache=graphs.state.cache)
-    with pytest.raises(ValueError, match="batch 2"):
-        sample_tokens(
-            model, tiny_pipeline.vqvae.quantize, cond_BD[:1], [0], SETTINGS, graphs=graphs
-        )
+    quant = tiny_pipeline.vqvae.quantize
+    with pytest.raises(ValueError, match="batch 2, not 1"):
+        sample_tokens(model, quant, cond_BD[:1], [0], SETTINGS, graphs=graphs)
+    twin = TextToImagePipeline.from_config(tiny_config, seed=0).transformer
+    with pytest.raises(ValueError, match="another model"):
+        sample_tokens(twin, quant, cond_BD, [0, 1], SETTINGS, graphs=graphs)
 
 
 def test_cuda_graphs_are_off_on_a_cpu_and_refused_when_asked_for(
