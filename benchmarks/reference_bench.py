@@ -17,8 +17,10 @@ Steps, each in its own subprocess:
    files into one of our checkpoint directories, so both sides run identical weights.
 2. rss (one process per side): each side loads the way it does in use (the reference: full
    CLIP, its `clip_vit_l14` from `pretrained/ViT-L-14.pt`; ours: `from_pretrained`) and
-   generates one image; the peak RSS of that process is its memory figure.
-3. speed: all sides loaded in one process; one warm-up each, then they take turns for
+   generates one image; the peak RSS of that process is its memory figure (with
+   `--isolated`, each side's own process after its warm-up image gives it).
+3. speed: all sides loaded in one process (with `--isolated`: each in a process of its own,
+   stopped while the others run; see ISOLATED_SIDES); one warm-up each, then they take turns for
    `--repeats` timed generations (caption → text embedding → 10 scales → decoded image),
    cfg 4, top-k 900, top-p 0.95. Each timed image directly follows an untimed one of the same
    side, as in a worker serving a queue: a side that has sat idle while the others ran is
@@ -42,6 +44,8 @@ import contextlib
 import json
 import os
 import resource
+import select
+import signal
 import statistics
 import subprocess
 import sys
@@ -320,15 +324,25 @@ def run_speed(job: dict[str, Any]) -> dict[str, Any]:
             cpu[name].append(time.process_time() - c0)
             done = f"repeat {r + 1}/{job['repeats']} {name}: {times[name][-1]:.2f} s"
             print(done, file=sys.stderr, flush=True)
+    head = {"dtype": job["dtype"], "threads": torch.get_num_threads(), "huge_pages": in_effect()}
+    return summary(head, times, cpu, warm)
+
+
+def summary(
+    head: dict[str, Any],
+    times: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    warm: dict[str, tuple[list[Any], Any]],
+) -> dict[str, Any]:
+    """The speed step's result: each side's times, ours against the reference, parity."""
     out: dict[str, Any] = {
         "kind": "speed",
-        "dtype": job["dtype"],
-        "threads": torch.get_num_threads(),
-        "huge_pages": in_effect(),
+        **head,
+        "sides": list(times),
         "parity": parity(warm["reference"], warm["ours"]),
         "parity_plain": parity(warm["reference"], warm["ours-plain"]),
     }
-    for name in sides:
+    for name in times:
         out[name] = {
             "s_min": min(times[name]),
             "s_median": statistics.median(times[name]),
@@ -342,6 +356,40 @@ def run_speed(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def run_serve(job: dict[str, Any]) -> dict[str, Any]:
+    """One side in a process of its own (`--isolated`): load, one warm-up generation (saved
+    for the parity check), then for each line [untimed seed, timed seed] read from stdin an
+    untimed and a timed image, answering each line with one line of JSON."""
+    import torch
+
+    # The answers go down stdout, one line each; whatever else gets printed (the reference
+    # prints while it builds) goes to stderr meanwhile.
+    sys.stdout.flush()
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    side = SIDES[job["side"]](Path(job["work"]), job["dtype"])
+    # Only now: importing the engine's package asks torch for huge pages (it reads the request
+    # at the first tensor), which the reference's process must not get unless told to.
+    from generation.engine.huge_pages import in_effect
+
+    tokens, image = side.tokens(job["seed"])
+    warm = {"tokens": [t.cpu() for t in tokens], "image": torch.from_numpy(image)}
+    torch.save(warm, Path(job["work"]) / f"warm-{job['name']}.pt")
+    hello = {"huge_pages": in_effect(), "threads": torch.get_num_threads()}
+    answers.write(json.dumps({**hello, "peak_rss_gb": peak_rss_gb()}) + "\n")
+    for line in sys.stdin:
+        untimed, timed = json.loads(line)
+        side.generate(untimed)
+        t0, c0 = time.perf_counter(), time.process_time()
+        side.generate(timed)
+        took = {"s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+        answers.write(json.dumps(took) + "\n")
+    sys.stdout.flush()
+    os.dup2(answers.fileno(), 1)  # the last line, written by the caller, goes down stdout too
+    answers.close()
+    return {"kind": "serve", "peak_rss_gb": peak_rss_gb()}
+
+
 def run_calibration(job: dict[str, Any]) -> dict[str, Any]:
     """Float32 2048³ matmul speed: how fast this machine is right now."""
     from generation.engine.training.model_card import matmul_gflops
@@ -353,7 +401,20 @@ STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "weights": run_weights,
     "rss": run_rss,
     "speed": run_speed,
+    "serve": run_serve,
     "calibration": run_calibration,
+}
+
+# With --isolated, each side runs in a process of its own, in the environment it ships with:
+# the reference never asks for transparent huge pages (under the kernel's usual "madvise" mode
+# its large tensors get 4 KiB pages), our engine asks for them when imported
+# (generation/engine/huge_pages.py). A second reference process is given them, to show what
+# they are worth to it. Name: (side, environment changes; None removes a variable).
+ISOLATED_SIDES: dict[str, tuple[str, dict[str, str | None]]] = {
+    "reference": ("reference", {"THP_MEM_ALLOC_ENABLE": None}),
+    "reference-huge-pages": ("reference", {"THP_MEM_ALLOC_ENABLE": "1"}),
+    "ours-plain": ("ours-plain", {"THP_MEM_ALLOC_ENABLE": None}),
+    "ours": ("ours", {"THP_MEM_ALLOC_ENABLE": None}),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -381,23 +442,140 @@ def spawn(job: dict[str, Any], timeout: float) -> dict[str, Any]:
     return result
 
 
+class Server:
+    """A side's `serve` process. It is stopped (SIGSTOP) whenever it is not its turn, so that
+    its idle OpenMP threads, which spin under OMP_WAIT_POLICY=ACTIVE, cannot take cores from
+    the side being timed."""
+
+    def __init__(self, job: dict[str, Any], env: dict[str, str], timeout: float):
+        cmd = [sys.executable, __file__, "--worker", json.dumps(job)]
+        self.name, self.timeout = job["name"], timeout
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        try:
+            self.hello = self.read()
+        except BaseException:
+            self.kill()
+            raise
+        self.signal(signal.SIGSTOP)
+
+    def read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line:
+            why = "timed out" if not ready else f"exited ({self.proc.wait()})"
+            raise SystemExit(f"side {self.name} {why}; its stderr is above")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def signal(self, sig: signal.Signals) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def turn(self, untimed_seed: int, timed_seed: int) -> dict[str, Any]:
+        """An untimed, then a timed image; the process is stopped again afterwards."""
+        assert self.proc.stdin is not None
+        self.signal(signal.SIGCONT)
+        self.proc.stdin.write((json.dumps([untimed_seed, timed_seed]) + "\n").encode())
+        self.proc.stdin.flush()
+        took = self.read()
+        self.signal(signal.SIGSTOP)
+        return took
+
+    def close(self) -> dict[str, Any]:
+        """End the process; its last line (peak RSS over all its images)."""
+        assert self.proc.stdin is not None
+        self.signal(signal.SIGCONT)
+        self.proc.stdin.close()
+        last = self.read()
+        self.proc.wait(self.timeout)
+        return last
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # SIGKILL ends a stopped process too
+            self.proc.wait()
+
+
+def run_isolated(base: dict[str, Any], repeats: int, timeout: float) -> dict[str, Any]:
+    """The speed step with each side in a process of its own, loaded one after another, then
+    taking turns as in `run_speed` (an untimed image right before each timed one)."""
+    import torch
+
+    work, seed = Path(base["work"]), base["seed"]
+    servers: dict[str, Server] = {}
+    try:
+        for name, (side, changes) in ISOLATED_SIDES.items():
+            env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+            for key, value in changes.items():
+                if value is None:
+                    env.pop(key, None)
+                else:
+                    env[key] = value
+            print(f"[reference_bench] loading {name}", file=sys.stderr, flush=True)
+            job = {**base, "step": "serve", "side": side, "name": name}
+            servers[name] = Server(job, env, timeout)
+        times: dict[str, list[float]] = {name: [] for name in servers}
+        cpu: dict[str, list[float]] = {name: [] for name in servers}
+        for r in range(repeats):
+            for name, server in servers.items():
+                took = server.turn(seed + 100 + r, seed + 1 + r)
+                times[name].append(took["s"])
+                cpu[name].append(took["cpu_s"])
+                done = f"repeat {r + 1}/{repeats} {name}: {took['s']:.2f} s"
+                print(done, file=sys.stderr, flush=True)
+        last = {name: server.close() for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.kill()
+    warm = {}
+    for name in servers:
+        saved = torch.load(work / f"warm-{name}.pt")
+        warm[name] = (saved["tokens"], saved["image"].numpy())
+    head = {
+        "dtype": base["dtype"],
+        "isolated": True,
+        "threads": servers["ours"].hello["threads"],
+        "huge_pages": {name: s.hello["huge_pages"] for name, s in servers.items()},
+    }
+    out = summary(head, times, cpu, warm)
+    out["parity_reference_huge_pages"] = parity(warm["reference"], warm["reference-huge-pages"])
+    ref_hp = out["reference-huge-pages"]
+    out["ratio_median_vs_huge_pages"] = out["ours"]["s_median"] / ref_hp["s_median"]
+    out["ratio_min_vs_huge_pages"] = out["ours"]["s_min"] / ref_hp["s_min"]
+    out["peak_rss_gb"] = {name: s.hello["peak_rss_gb"] for name, s in servers.items()}
+    out["peak_rss_gb_end"] = {name: last[name]["peak_rss_gb"] for name in servers}
+    return out
+
+
 def report(speed: dict[str, Any], rss: dict[str, float], calibration: list[float]) -> str:
+    sides = speed["sides"]
+    if speed.get("isolated"):
+        pages = ", ".join(f"{n} {'on' if speed['huge_pages'][n] else 'off'}" for n in sides)
+        how = f"each side in its own process; huge pages: {pages}"
+    else:
+        how = f"huge pages {'on' if speed['huge_pages'] else 'off'}"
     lines = [
         f"d16, {speed['dtype']}, batch 1, cfg {CFG:g}, top-k {TOP_K}, top-p {TOP_P}, "
-        f"{speed['threads']} threads, huge pages {'on' if speed.get('huge_pages') else 'off'}; "
+        f"{speed['threads']} threads, {how}; "
         f"fp32 2048³ matmul {calibration[0]:.0f} → {calibration[1]:.0f} GFLOP/s",
         "",
         "| side | s/image (min / median) | CPU s/image | × reference (median) | peak RSS GB |",
         "|---|---|---|---|---|",
     ]
     ref = speed["reference"]["s_median"]
-    for name in SIDES:
+    for name in sides:
         row = speed[name]
         lines.append(
             f"| {name} | {row['s_min']:.3f} / {row['s_median']:.3f} | {row['cpu_s_median']:.2f} "
             f"| {row['s_median'] / ref:.3f} | {rss[name]:.2f} |"
         )
     lines.append("")
+    if speed.get("isolated"):
+        lines.append(
+            "ours against the reference given huge pages: "
+            f"{speed['ratio_median_vs_huge_pages']:.3f} (medians), "
+            f"{speed['ratio_min_vs_huge_pages']:.3f} (minimums)"
+        )
     for key, name in (("parity", "ours"), ("parity_plain", "ours-plain")):
         par = speed[key]
         lines.append(
@@ -418,6 +596,11 @@ def main() -> int:
     parser.add_argument("--work", type=Path, help="folder for the weight files (default: temp)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per step")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--isolated",
+        action="store_true",
+        help="each side in a process of its own, in the environment it ships with",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -448,8 +631,13 @@ def main() -> int:
         calibration = [step("calibration")["gflops"]]
         if not (work / OURS_DIR / "config.json").is_file():
             step("weights")
-        rss = {side: step("rss", side=side)["peak_rss_gb"] for side in SIDES}
-        speed = step("speed", repeats=args.repeats)
+        if args.isolated:
+            print(f"[reference_bench] speed, isolated {args.repeats}", file=sys.stderr, flush=True)
+            speed = run_isolated(base, args.repeats, args.timeout)
+            rss = speed["peak_rss_gb"]
+        else:
+            rss = {side: step("rss", side=side)["peak_rss_gb"] for side in SIDES}
+            speed = step("speed", repeats=args.repeats)
         calibration.append(step("calibration")["gflops"])
     text = report(speed, rss, calibration)
     print(text)
