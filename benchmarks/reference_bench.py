@@ -421,19 +421,30 @@ ISOLATED_SIDES: dict[str, tuple[str, dict[str, str | None]]] = {
 # The driver.
 
 
+def worker_cmd(job: dict[str, Any]) -> list[str]:
+    return [sys.executable, __file__, "--worker", json.dumps(job)]
+
+
+def worker_env(changes: dict[str, str | None]) -> dict[str, str]:
+    """This process's environment with engine_bench.py's OpenMP setting, then `changes` (None
+    removes a variable)."""
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
 def spawn(job: dict[str, Any], timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", json.dumps(job)]
-    # The same OpenMP setting as engine_bench.py, and huge pages for large tensors as the engine
-    # asks for them (generation/engine/huge_pages.py), for both sides alike: torch reads the
-    # variable at the first tensor, which the reference side allocates before ours is imported.
-    env = {
-        **os.environ,
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
-        "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE", "1"),
-    }
+    # Huge pages for large tensors as the engine asks for them (generation/engine/huge_pages.py),
+    # for both sides alike: torch reads the variable at the first tensor, which the reference
+    # side allocates before ours is imported.
+    env = worker_env({"THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE", "1")})
     t0 = time.time()
     proc = subprocess.run(
-        cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False, env=env
+        worker_cmd(job), stdout=subprocess.PIPE, text=True, timeout=timeout, check=False, env=env
     )
     if proc.returncode != 0:
         raise SystemExit(f"step {job['step']} failed (exit {proc.returncode}); its stderr is above")
@@ -448,9 +459,10 @@ class Server:
     the side being timed."""
 
     def __init__(self, job: dict[str, Any], env: dict[str, str], timeout: float):
-        cmd = [sys.executable, __file__, "--worker", json.dumps(job)]
         self.name, self.timeout = job["name"], timeout
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.proc = subprocess.Popen(
+            worker_cmd(job), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
         try:
             self.hello = self.read()
         except BaseException:
@@ -505,15 +517,9 @@ def run_isolated(base: dict[str, Any], repeats: int, timeout: float) -> dict[str
     servers: dict[str, Server] = {}
     try:
         for name, (side, changes) in ISOLATED_SIDES.items():
-            env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-            for key, value in changes.items():
-                if value is None:
-                    env.pop(key, None)
-                else:
-                    env[key] = value
             print(f"[reference_bench] loading {name}", file=sys.stderr, flush=True)
             job = {**base, "step": "serve", "side": side, "name": name}
-            servers[name] = Server(job, env, timeout)
+            servers[name] = Server(job, worker_env(changes), timeout)
         times: dict[str, list[float]] = {name: [] for name in servers}
         cpu: dict[str, list[float]] = {name: [] for name in servers}
         for r in range(repeats):
