@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -77,6 +79,54 @@ def test_filters_do_not_modify_their_input_and_keep_the_maximum() -> None:
     assert torch.isfinite(out).sum(-1).max() <= 10
     assert torch.equal(out.argmax(-1), logits.argmax(-1))
     assert torch.equal(filter_top_k_top_p(logits, 0, 0.0), logits)
+
+
+def _sorted_filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """The reference's filter, written out: mask below the k-th value, sort whole rows."""
+    kth = logits.topk(top_k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+    logits = logits.masked_fill(logits < kth, -math.inf)
+    sorted_logits, order = logits.sort(dim=-1, descending=False)
+    drop = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
+    drop[..., -1] = False
+    return logits.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+
+
+def test_the_nucleus_from_sorted_top_k_candidates_is_the_reference_filter() -> None:
+    gen = torch.Generator().manual_seed(3)
+    # Rounded logits make equal values common: at the k-th value, across the nucleus' edge
+    # and elsewhere; the fast path must give the same result or step aside for sorting.
+    for scale in (None, 64.0, 8.0, 2.0):
+        logits = torch.randn(3, 40, 256, generator=gen) * 3
+        if scale is not None:
+            logits = (logits * scale).round() / scale
+        for top_k, top_p in ((20, 0.9), (100, 0.95), (255, 0.5), (1, 0.7), (50, 0.999)):
+            expected = _sorted_filter(logits, top_k, top_p)
+            assert torch.equal(filter_top_k_top_p(logits, top_k, top_p), expected)
+    # The rows that step aside: a tie at the k-th value, and one across the nucleus' edge.
+    tied_kth = torch.tensor([[[5.0, 4.0, 3.0, 3.0, 1.0, 0.0]]])
+    assert torch.equal(filter_top_k_top_p(tied_kth, 3, 0.99), _sorted_filter(tied_kth, 3, 0.99))
+    tied_edge = torch.tensor([[[0.0, 2.0, 2.0, 2.0, 9.0, -1.0]]])
+    for top_p in (0.2, 0.9, 0.9985, 0.9999):  # 0.9985: the edge falls between the 2s
+        expected = _sorted_filter(tied_edge, 5, top_p)
+        assert torch.equal(filter_top_k_top_p(tied_edge, 5, top_p), expected)
+
+
+def test_sorting_is_skipped_when_the_top_k_candidates_order_the_nucleus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sorts = []
+    original = torch.Tensor.sort
+
+    def counting(self: torch.Tensor, *args: object, **kwargs: object) -> object:
+        sorts.append(tuple(self.shape))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "sort", counting)
+    distinct = torch.randperm(512, generator=torch.Generator().manual_seed(0)).float().view(2, 256)
+    filter_top_k_top_p(distinct[None], 100, 0.95)
+    assert sorts == []
+    filter_top_k_top_p(torch.tensor([[[5.0, 4.0, 3.0, 3.0, 1.0, 0.0]]]), 3, 0.99)  # tie at k
+    assert sorts == [(1, 1, 6)]
 
 
 def test_guidance_ramps_from_zero_at_the_first_scale_to_cfg_at_the_last() -> None:
