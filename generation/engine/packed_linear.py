@@ -15,6 +15,7 @@ bit for bit, so a packed model still saves like any other.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import torch
@@ -93,11 +94,30 @@ def fused_gelu_pays() -> bool:
 def linear_gelu_tanh(layer: nn.Module, x: torch.Tensor, fuse: bool | None = None) -> torch.Tensor:
     """GELU(tanh approximation) of `layer`(x); for a packed layer, fused into the product when
     `fuse` (default: where `fused_gelu_pays`), else a second pass over its output (8 MB at d16's
-    last scale). The two forms differ by at most 2.4e-7 (float32 rounding of the tanh)."""
-    if isinstance(layer, PackedLinear) and (fused_gelu_pays() if fuse is None else fuse):
-        return layer.gelu_tanh(x)
-    assert isinstance(layer, (nn.Linear, PackedLinear))
+    last scale) by `gelu_tanh_by_sigmoid`. The forms differ by at most a few float32 roundings
+    (2.4e-7 between oneDNN's and torch's)."""
+    if isinstance(layer, PackedLinear):
+        if fused_gelu_pays() if fuse is None else fuse:
+            return layer.gelu_tanh(x)
+        return gelu_tanh_by_sigmoid(layer(x))
+    assert isinstance(layer, nn.Linear)
     return F.gelu(layer(x), approximate="tanh")
+
+
+# GELU's tanh form 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³), is x·σ(2u) exactly.
+_TWO_U_LINEAR = 2 * math.sqrt(2 / math.pi)
+_TWO_U_CUBIC = _TWO_U_LINEAR * 0.044715
+
+
+def gelu_tanh_by_sigmoid(h: torch.Tensor) -> torch.Tensor:
+    """GELU(tanh approximation) of h as h·σ(2u), in one scratch tensor.
+
+    torch's tanh is slow on AVX2 CPUs (the Zen 3 EPYC of 2026-11-28: 6.1 ms for 512 × 4,096
+    values against 1.8 ms for the sigmoid), so this form took d16's GELUs from 0.204 to 0.162 s
+    per image (median of six alternating runs, same tokens). Against float64 its error is
+    5.2e-7 where torch's GELU has 4.3e-7 (values up to 12)."""
+    t = h * h
+    return t.mul_(_TWO_U_CUBIC).add_(_TWO_U_LINEAR).mul_(h).sigmoid_().mul_(h)
 
 
 def pack_linears(model: nn.Module, names: tuple[str, ...]) -> int:

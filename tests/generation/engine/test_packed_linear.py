@@ -14,6 +14,7 @@ from generation.engine.errors import EngineInputError
 from generation.engine.packed_linear import (
     PackedLinear,
     fused_gelu_pays,
+    gelu_tanh_by_sigmoid,
     linear_gelu_tanh,
     pack_linears,
     packing_available,
@@ -57,12 +58,28 @@ def test_the_fused_gelu_is_the_separate_one_and_keeps_rows_independent() -> None
     exact = nn.functional.gelu(plain(x))
     assert (fused - exact).abs().max() > 1e-4
     assert torch.equal(linear_gelu_tanh(plain, x), expected)  # unpacked: the separate GELU
-    separate = nn.functional.gelu(packed(x), approximate="tanh")
-    assert torch.equal(linear_gelu_tanh(packed, x, fuse=False), separate)
+    separate = linear_gelu_tanh(packed, x, fuse=False)  # by the sigmoid
+    assert torch.equal(separate, gelu_tanh_by_sigmoid(packed(x)))
+    torch.testing.assert_close(separate, expected, rtol=1e-5, atol=1e-5)
     rows = torch.randn(40, 96)
     for fuse in (True, False):
         head = linear_gelu_tanh(packed, rows[:3], fuse=fuse)
         assert torch.equal(linear_gelu_tanh(packed, rows, fuse=fuse)[:3], head)
+
+
+def test_gelu_by_sigmoid_is_the_tanh_form_to_float32_rounding() -> None:
+    x = torch.cat((torch.linspace(-12, 12, 20_001), torch.tensor([0.0, -0.0, 1e-30, -1e-30])))
+    exact = nn.functional.gelu(x.double(), approximate="tanh")
+    ours = gelu_tanh_by_sigmoid(x.clone())
+    assert ours.dtype == torch.float32
+    # Within a few float32 roundings of the value, as torch's own float32 GELU (4.3e-7 here).
+    assert (ours.double() - exact).abs().max() < 6e-7
+    torch.testing.assert_close(ours, nn.functional.gelu(x, approximate="tanh"), rtol=0, atol=1e-6)
+    assert (ours[:5000] <= 0).all() and (ours[x > 0] > 0).all()  # the sign of each tail
+    # The input is left alone (a scratch tensor carries the work).
+    before = x.clone()
+    gelu_tanh_by_sigmoid(x)
+    assert torch.equal(x, before)
 
 
 def test_the_gelu_is_fused_by_default_only_where_avx512_makes_it_pay(
@@ -79,7 +96,7 @@ def test_the_gelu_is_fused_by_default_only_where_avx512_makes_it_pay(
         return fused_op(self, x)
 
     monkeypatch.setattr(PackedLinear, "gelu_tanh", recording)
-    separate = nn.functional.gelu(packed(x), approximate="tanh")
+    separate = gelu_tanh_by_sigmoid(packed(x))
     try:
         for capability in ("AVX512", "AVX2", "DEFAULT"):
             monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
