@@ -99,13 +99,16 @@ def filter_top_k_top_p(logits_BlV: torch.Tensor, top_k: int, top_p: float) -> to
     V = logits_BlV.shape[-1]
     if not 0 < top_k < V:
         return _filter_top_p_by_sort(logits_BlV, top_p)
-    values_Blk, index_Blk = logits_BlV.topk(top_k, dim=-1, sorted=True)  # descending
-    kth_Bl1 = values_Blk[..., -1:]
-    outside_BlV = logits_BlV < kth_Bl1
+    # Which path to take is decided on the host; on a GPU that would stall every scale for a
+    # sort that is cheap there, so GPUs take the reference's path.
+    on_host = logits_BlV.device.type == "cpu"
+    values_Blk, index_Blk = logits_BlV.topk(top_k, dim=-1, sorted=on_host)  # descending if sorted
+    outside_BlV = logits_BlV < values_Blk.amin(dim=-1, keepdim=True)
+    masked_BlV = logits_BlV.masked_fill(outside_BlV, -math.inf)
     if top_p <= 0:
-        return logits_BlV.masked_fill(outside_BlV, -math.inf)
-    if (outside_BlV.sum(dim=-1) != V - top_k).any():  # a tie at the k-th value keeps more
-        return _filter_top_p_by_sort(logits_BlV.masked_fill(outside_BlV, -math.inf), top_p)
+        return masked_BlV
+    if not on_host or (outside_BlV.sum(dim=-1) != V - top_k).any():  # a tie at k keeps more
+        return _filter_top_p_by_sort(masked_BlV, top_p)
     # The reference's ascending row: V−k times −inf, then the candidates from small to large.
     ascending_Blk = values_Blk.flip(-1)
     row_BlV = torch.cat(
@@ -118,9 +121,9 @@ def filter_top_k_top_p(logits_BlV: torch.Tensor, top_k: int, top_p: float) -> to
         edge_Bl1 = drop_Blk.sum(dim=-1, keepdim=True).clamp(1, top_k - 1)
         below, above = ascending_Blk.gather(-1, edge_Bl1 - 1), ascending_Blk.gather(-1, edge_Bl1)
         if ((below == above) & drop_Blk.gather(-1, edge_Bl1 - 1)).any():
-            return _filter_top_p_by_sort(logits_BlV.masked_fill(outside_BlV, -math.inf), top_p)
+            return _filter_top_p_by_sort(masked_BlV, top_p)
     kept_Blk = values_Blk.masked_fill(drop_Blk.flip(-1), -math.inf)
-    return logits_BlV.masked_fill(outside_BlV, -math.inf).scatter(-1, index_Blk, kept_Blk)
+    return masked_BlV.scatter(-1, index_Blk, kept_Blk)
 
 
 def _filter_top_p_by_sort(logits_BlV: torch.Tensor, top_p: float) -> torch.Tensor:

@@ -127,6 +127,10 @@ def test_sorting_is_skipped_when_the_top_k_candidates_order_the_nucleus(
     assert sorts == []
     filter_top_k_top_p(torch.tensor([[[5.0, 4.0, 3.0, 3.0, 1.0, 0.0]]]), 3, 0.99)  # tie at k
     assert sorts == [(1, 1, 6)]
+    # Off the CPU no path is chosen on the host (a meta tensor cannot be read: it would raise).
+    sorts.clear()
+    on_meta = filter_top_k_top_p(torch.empty(2, 7, 256, device="meta"), 100, 0.95)
+    assert on_meta.shape == (2, 7, 256) and sorts == [(2, 7, 256)]
 
 
 def test_guidance_ramps_from_zero_at_the_first_scale_to_cfg_at_the_last() -> None:
