@@ -148,6 +148,7 @@ def load_module(
     tensors = {}
     mapped: mmap.mmap | None = None
     ranges: list[tuple[int, int]] = []
+    base = 0
     # Plain reads, one tensor at a time, rather than mapping the file: a mapped file's pages stay
     # resident while any tensor from it lives, so converted or skipped tensors would still count
     # towards the process's memory. Only `map_if` keys are mapped, and their pages are released.
@@ -177,6 +178,7 @@ def load_module(
                 if (data_start + begin) % stored.itemsize or data_start + end > len(mapped):
                     raise CheckpointError(f"{path}: {k} is misaligned or runs past the file end")
                 t = torch.frombuffer(mapped, dtype=stored, count=numel, offset=data_start + begin)
+                base = t.data_ptr() - (data_start + begin)
                 t = t.reshape(info["shape"])
                 _check_mapped_finite(mapped, t, data_start + begin, k, path)
                 ranges.append((data_start + begin, data_start + end))
@@ -189,20 +191,36 @@ def load_module(
                 check_finite({k: t}, str(path))
             tensors[k] = t.to(device=device, dtype=want)
     module.load_state_dict(tensors, strict=True, assign=True)
-    return MappedPages(mapped, ranges)
+    return MappedPages(mapped, ranges, base)
 
 
 @dataclasses.dataclass
 class MappedPages:
     """The file ranges of the tensors load_module memory-mapped; `release` hands their resident
-    pages back to the OS (the next read faults them in again from the page cache)."""
+    pages back to the OS (the next read faults them in again from the page cache), and
+    `release_tensors` those of some of them."""
 
     mapped: mmap.mmap | None
     ranges: list[tuple[int, int]]
+    base: int = 0  # the mapping's address: a mapped tensor lies at file offset data_ptr − base
 
     def release(self) -> None:
         for lo, hi in self.ranges:
             _drop_pages(self.mapped, lo, hi)
+
+    def release_tensors(self, tensors: Iterable[torch.Tensor]) -> int:
+        """Hand back the pages of those `tensors` that were mapped whole (others, such as
+        tensors read into memory, are left alone); returns how many were."""
+        if self.mapped is None:
+            return 0
+        spans, count = set(self.ranges), 0
+        for t in tensors:
+            lo = t.data_ptr() - self.base
+            span = (lo, lo + t.numel() * t.element_size())
+            if span in spans:
+                _drop_pages(self.mapped, *span)
+                count += 1
+        return count
 
 
 def _drop_pages(mapped: mmap.mmap | None, lo: int, hi: int) -> None:

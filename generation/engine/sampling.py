@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
+from torch import nn
 
 from generation.engine.config import dataclass_from_dict, to_plain_dict
 from generation.engine.cuda_graphs import ScaleGraphs
@@ -196,14 +197,15 @@ def sample_tokens(
     settings: SamplingSettings,
     progress: Callable[[int, int], None] | None = None,
     on_scale: Callable[[int, torch.Tensor], None] | None = None,
-    on_start: Callable[[], None] | None = None,
+    on_memoised: Callable[[nn.Module], None] | None = None,
     graphs: ScaleGraphs | None = None,
 ) -> SampleOutput:
     """Sample every scale for a batch of conditions (text embeddings (B, D) or labels (B,)).
 
-    `on_start` runs once the condition's AdaLN outputs are memoised, before the KV cache is
-    allocated: the last moment the AdaLN weights are needed. `graphs` (captured for this batch
-    size, cuda_graphs.py) replays each scale's transformer pass instead of launching it."""
+    `on_memoised` runs with each AdaLN projection once its output for the condition is
+    memoised, before the KV cache is allocated: the last moment its weights are needed.
+    `graphs` (captured for this batch size, cuda_graphs.py) replays each scale's transformer
+    pass instead of launching it."""
     # 1. Check the request against the model.
     B, S, V = cond.shape[0], len(transformer.patch_nums), transformer.V
     seeds = check_seeds(seeds, B)
@@ -217,7 +219,7 @@ def sample_tokens(
     if graphs is not None and graphs.batch != B:
         raise ValueError(f"graphs were captured for batch {graphs.batch}, not {B}")
     cache = graphs.state.cache if graphs is not None else None
-    state, x_BlC = transformer.start_inference(cond, on_start, cache)
+    state, x_BlC = transformer.start_inference(cond, on_memoised, cache)
     step = graphs.step if graphs is not None else transformer.step
     side = transformer.patch_nums[-1]
     fhat_BChw = torch.zeros(B, quantizer.Cvae, side, side, device=cond.device)

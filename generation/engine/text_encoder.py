@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import typing
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -76,9 +77,17 @@ class TextTransformer(nn.Module):
         """The blocks, typed."""
         return typing.cast(list[TextBlock], list(self.resblocks))
 
-    def forward(self, x_NTW: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x_NTW: torch.Tensor,
+        attn_mask: torch.Tensor,
+        after_block: Callable[[nn.Module], None] | None = None,
+    ) -> torch.Tensor:
+        """The blocks in turn; `after_block` runs with each block once it is done."""
         for block in self.blocks:
             x_NTW = block(x_NTW, attn_mask)
+            if after_block is not None:
+                after_block(block)
         return x_NTW
 
 
@@ -111,8 +120,11 @@ class ClipTextEncoder(nn.Module):
         """Same as encode: unit-norm embeddings (N, D)."""
         return self.encode(ids_NT)
 
-    def encode(self, ids_NT: torch.Tensor) -> torch.Tensor:
-        """L2-normalised embeddings (N, D) of token ids (N, 77)."""
+    def encode(
+        self, ids_NT: torch.Tensor, after_block: Callable[[nn.Module], None] | None = None
+    ) -> torch.Tensor:
+        """L2-normalised embeddings (N, D) of token ids (N, 77); `after_block` runs with each
+        transformer block once it is done (its weights are not read again in this call)."""
         if ids_NT.dim() != 2 or ids_NT.shape[1] > self.cfg.context_length:
             raise EngineInputError(
                 f"ids must be (N, ≤{self.cfg.context_length}), got {tuple(ids_NT.shape)}"
@@ -123,7 +135,7 @@ class ClipTextEncoder(nn.Module):
         T = int(eot_N.max().item()) + 1
         x_NTW = self.token_embedding(ids_NT[:, :T]) + self.positional_embedding[:T]
         causal_TT = torch.full((T, T), float("-inf"), device=ids_NT.device).triu_(1)
-        x_NTW = self.transformer(x_NTW, attn_mask=causal_TT.to(x_NTW.dtype))
+        x_NTW = self.transformer(x_NTW, causal_TT.to(x_NTW.dtype), after_block)
         x_NTW = self.ln_final(x_NTW)
         pooled_NW = x_NTW[torch.arange(x_NTW.shape[0], device=x_NTW.device), eot_N]
         return F.normalize(pooled_NW @ self.text_projection, dim=-1)

@@ -288,20 +288,26 @@ class NextScaleTransformer(nn.Module):
     def start_inference(
         self,
         cond: torch.Tensor,
-        on_memoised: Callable[[], None] | None = None,
+        on_memoised: Callable[[nn.Module], None] | None = None,
         cache: KVCache | None = None,
     ) -> tuple[InferenceState, torch.Tensor]:
         """Memoise the condition (conditional rows, then null rows) and return the scale-0 input;
-        `on_memoised` runs after the AdaLN outputs exist and before the KV cache is allocated.
+        `on_memoised` runs with each AdaLN projection (each block's, then the head's) once its
+        output exists (its weights are not read again in this request), all before the KV
+        cache is allocated.
         A given `cache` (one of this batch size, e.g. a CUDA graph's) is used instead of a new
         one: each scale writes its slots before any later scale reads them."""
         B, cfg = cond.shape[0], self.cfg
         both = torch.cat((cond, self.null_condition(B, cond.device).to(cond.dtype)), dim=0)
         cond_BC = self.condition(both)
-        ada = [blk.modulation(cond_BC) for blk in self.block_list]
+        ada = []
+        for blk in self.block_list:
+            ada.append(blk.modulation(cond_BC))
+            if on_memoised is not None:
+                on_memoised(blk.ada_lin)
         head_ada = self.head_nm.modulation(cond_BC)
         if on_memoised is not None:
-            on_memoised()
+            on_memoised(self.head_nm.ada_lin)
         H, c = cfg.num_heads, cfg.width // cfg.num_heads
         # The last scale's keys are never read by a later scale, so no slots are kept for them.
         capacity = self.begin_ends[-1][0]

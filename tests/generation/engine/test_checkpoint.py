@@ -14,8 +14,10 @@ from torch import nn
 
 from generation.engine import convert_clip
 from generation.engine.checkpoint import (
+    MappedPages,
     Opaque,
     derived_transformer_buffers,
+    load_module,
     load_official_transformer,
     load_official_vqvae,
     read_torch_file,
@@ -116,7 +118,39 @@ def test_save_pretrained_then_from_pretrained_gives_identical_images(
     assert (a.images == b.images).all()
 
 
-def test_adaln_weights_are_mapped_released_after_each_start_and_read_back_intact(
+def resident_kib(address: int) -> int:
+    """Resident KiB of this process's mapping that holds `address` (/proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head == "Rss:":
+                return int(line.split()[1])
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+def test_released_tensors_give_their_pages_back_and_read_back_intact(tmp_path: Path) -> None:
+    layer = nn.Linear(1024, 1024)  # a 4 MiB weight
+    save_file({k: v.contiguous() for k, v in layer.state_dict().items()}, tmp_path / "l.st")
+    with torch.device("meta"):
+        loaded = nn.Linear(1024, 1024)
+    cpu, f32 = torch.device("cpu"), torch.float32
+    pages = load_module(loaded, tmp_path / "l.st", device=cpu, dtype=f32, map_if="weight".__eq__)
+    assert isinstance(pages, MappedPages) and len(pages.ranges) == 1
+    address = loaded.weight.data_ptr()
+    assert torch.equal(loaded.weight, layer.weight)  # reads every page
+    assert resident_kib(address) >= 4096
+    # The bias was read into memory, not mapped: left alone.
+    assert pages.release_tensors([loaded.weight, loaded.bias]) == 1
+    assert resident_kib(address) < 64  # at most the pages shared with the header or the bias
+    assert torch.equal(loaded.weight, layer.weight)  # faulted back in from the file
+    assert MappedPages(None, []).release_tensors([loaded.weight]) == 0
+
+
+def test_adaln_weights_are_mapped_released_one_projection_at_a_time_and_read_back_intact(
     tiny_pipeline: TextToImagePipeline, tmp_path: Path
 ) -> None:
     tiny_pipeline.save_pretrained(tmp_path)
@@ -124,15 +158,21 @@ def test_adaln_weights_are_mapped_released_after_each_start_and_read_back_intact
     depth = tiny_pipeline.config.transformer.depth
     # Every block's and the head's AdaLN weight and bias.
     assert len(loaded.per_request_pages.ranges) == 2 * (depth + 1)
-    releases = []
-    release = loaded.per_request_pages.release
-    loaded.per_request_pages.release = lambda: releases.append(1) or release()  # type: ignore[method-assign]
+    released: list[int] = []
+    release = loaded.per_request_pages.release_tensors
+
+    def counting(tensors):  # type: ignore[no-untyped-def]
+        released.append(release(tensors))
+        return released[-1]
+
+    loaded.per_request_pages.release_tensors = counting  # type: ignore[method-assign]
     settings = SamplingSettings(top_k=50)
     want = tiny_pipeline.generate(["a red square", "a blue circle"], [7, 8], settings)
-    for _ in range(2):  # the second run reads the released pages back from the file
+    for run in (1, 2):  # the second run reads the released pages back from the file
         got = loaded.generate(["a red square", "a blue circle"], [7, 8], settings)
         assert (got.images == want.images).all()
-    assert releases == [1, 1]
+        # One release per projection (each block's, then the head's), its weight and bias.
+        assert released == [2] * (depth + 1) * run
     for key, value in tiny_pipeline.transformer.state_dict().items():
         assert torch.equal(loaded.transformer.state_dict()[key], value), key
 
@@ -145,13 +185,18 @@ def test_text_tower_weights_are_mapped_and_released_after_each_encoding(
     assert tiny_pipeline.text_encoder is not None
     # Every tensor of the tower is mapped (none needs a dtype conversion in float32).
     assert len(loaded.text_pages.ranges) == len(tiny_pipeline.text_encoder.state_dict())
-    releases = []
-    release = loaded.text_pages.release
+    releases, per_block = [], []
+    release, release_tensors = loaded.text_pages.release, loaded.text_pages.release_tensors
     loaded.text_pages.release = lambda: releases.append(1) or release()  # type: ignore[method-assign]
+    loaded.text_pages.release_tensors = lambda ts: per_block.append(release_tensors(ts))  # type: ignore[method-assign,assignment,func-returns-value]
     want, _, _ = tiny_pipeline.encode_captions(["a red square", "two dogs"])
+    block_tensors = len(tiny_pipeline.text_encoder.transformer.blocks[0].state_dict())
+    layers = tiny_pipeline.config.text_encoder.layers  # type: ignore[union-attr]
     for _ in range(2):  # the second encoding reads the released pages back from the file
         got, _, _ = loaded.encode_captions(["a red square", "two dogs"])
         assert torch.equal(got, want)
+    # Each block's pages as soon as it is done, then the rest once the captions are encoded.
+    assert per_block == [block_tensors] * layers * 2
     assert releases == [1, 1]
     # A bfloat16 pipeline converts the weights while reading them: nothing is mapped.
     bf16 = TextToImagePipeline.from_pretrained(tmp_path, dtype=torch.bfloat16)
