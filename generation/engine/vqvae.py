@@ -17,10 +17,9 @@ from generation.engine.config import VQVAEConfig
 from generation.engine.fast_conv import (
     FastConv3x3,
     is_plain_conv3x3,
-    prefer_fast,
+    prefer_fold,
     upsample_conv3x3,
     upsample_weight,
-    winograd_weight,
 )
 from generation.engine.quantizer import CodebookUsage, MultiScaleQuantizer
 
@@ -393,10 +392,9 @@ class VQVAE(nn.Module):
         with torch.no_grad():
             for module, pixels in self.decoder.map_sizes(self.cfg.patch_nums[-1]):
                 if isinstance(module, FastConv3x3):
-                    fast = fast_convs and prefer_fast(pixels, module.weight)
-                    module.winograd_u = winograd_weight(module.weight) if fast else None
+                    fast = module.prepare(pixels, fast_convs)
                 elif isinstance(module, Upsample):
-                    fast = fast_convs and prefer_fast(pixels, module.conv.weight)
+                    fast = fast_convs and prefer_fold(pixels, module.conv.weight)
                     module.phases = upsample_weight(module.conv.weight) if fast else None
                 else:
                     continue

@@ -1,6 +1,6 @@
-"""The decoder's fast convolutions: Winograd F(4x4, 3x3) and the upsampling conv folded to the
-low resolution compute the same convolutions as F.conv2d (within float32 rounding), and the
-decoder uses them only where asked and where they pay."""
+"""The decoder's fast convolutions: Winograd F(m×m, 3×3) (4x4 and 2x2 output tiles) and the
+upsampling conv folded to the low resolution compute the same convolutions as F.conv2d (within
+float32 rounding), and the decoder uses them only where asked and where they pay."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from generation.engine import fast_conv
 from generation.engine.config import VQVAEConfig
 from generation.engine.fast_conv import (
     FastConv3x3,
+    tile_of,
     upsample_conv3x3,
     upsample_weight,
     winograd_conv3x3,
+    winograd_matrices,
+    winograd_tile,
     winograd_weight,
 )
 from generation.engine.pipeline import TextToImagePipeline
@@ -36,22 +39,84 @@ def reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch
     return F.conv2d(x.double(), w.double(), None if b is None else b.double(), padding=1)
 
 
+# Lavin & Gray's F(4x4, 3x3) matrices (arXiv 1509.09308, section 4.2), as published.
+LAVIN_BT = [
+    [4, 0, -5, 0, 1, 0],
+    [0, -4, -4, 1, 1, 0],
+    [0, 4, -4, -1, 1, 0],
+    [0, -2, -1, 2, 1, 0],
+    [0, 2, -1, -2, 1, 0],
+    [0, 4, 0, -5, 0, 1],
+]
+LAVIN_G = [
+    [1 / 4, 0, 0],
+    [-1 / 6, -1 / 6, -1 / 6],
+    [-1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6],
+    [1 / 24, -1 / 12, 1 / 6],
+    [0, 0, 1],
+]
+LAVIN_AT = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+
+
+def test_the_constructed_f4x4_matrices_are_lavin_and_grays() -> None:
+    bt, g, at = winograd_matrices(4)
+    assert torch.equal(bt, torch.tensor(LAVIN_BT, dtype=torch.float64))
+    assert torch.allclose(g, torch.tensor(LAVIN_G, dtype=torch.float64), rtol=0, atol=1e-16)
+    assert torch.equal(at, torch.tensor(LAVIN_AT, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_the_constructed_matrices_compute_a_correlation(tile: int) -> None:
+    # Aᵀ[(G·g) ⊙ (Bᵀ·d)] = the correlation of d with g, for any d and g (float64).
+    bt, g_mat, at = winograd_matrices(tile)
+    gen = torch.Generator().manual_seed(tile)
+    d, g = (
+        torch.randn(tile + 2, 50, generator=gen, dtype=torch.float64),
+        torch.randn(3, 50, generator=gen, dtype=torch.float64),
+    )
+    exp = torch.stack([(d[i : i + 3] * g).sum(0) for i in range(tile)])
+    torch.testing.assert_close(at @ ((g_mat @ g) * (bt @ d)), exp, rtol=1e-12, atol=1e-12)
+    assert bt.shape == (tile + 2, tile + 2) and g_mat.shape == (tile + 2, 3)
+
+
+def test_unsupported_tiles_and_weights_are_refused() -> None:
+    with pytest.raises(ValueError, match="tiles are"):
+        winograd_matrices(3)
+    with pytest.raises(ValueError, match="not a transformed"):
+        tile_of(torch.empty(9, 4, 4))  # a 3x3 kernel's 9 taps, not (tile + 2)² positions
+    assert tile_of(winograd_weight(torch.randn(4, 4, 3, 3), 2)) == 2
+
+
+def test_tiles_are_4x4_unless_too_few() -> None:
+    # d16's maps: 16² would give 16 tiles of 4x4, too few rows for the products; 2x2 give 64.
+    assert winograd_tile(16 * 16) == 2
+    assert [winograd_tile(s * s) for s in (32, 64, 256)] == [4, 4, 4]
+
+
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_winograd_computes_the_3x3_convolution(shape: tuple[int, ...], with_bias: bool) -> None:
+def test_winograd_computes_the_3x3_convolution(
+    shape: tuple[int, ...], with_bias: bool, tile: int
+) -> None:
     B, C, K, H, W = shape
     g = torch.Generator().manual_seed(sum(shape))
     x, w = torch.randn(B, C, H, W, generator=g), torch.randn(K, C, 3, 3, generator=g)
     b = torch.randn(K, generator=g) if with_bias else None
-    got = winograd_conv3x3(x, winograd_weight(w), b)
+    u = winograd_weight(w, tile)
+    assert u.shape == ((tile + 2) ** 2, K, C)
+    got = winograd_conv3x3(x, u, b)
     exp = reference(x, w, b)
     assert got.shape == exp.shape and got.dtype == torch.float32
     assert got.is_contiguous(memory_format=torch.channels_last)
-    # Float32 Winograd rounds differently from the direct sum, within ~1e-5 of the range.
-    assert (got.double() - exp).abs().max() <= 1e-5 * exp.abs().max()
+    # Float32 Winograd rounds differently from the direct sum: within ~1e-5 of the range with
+    # 4x4 tiles, closer with 2x2 (smaller transform coefficients).
+    bound = {4: 1e-5, 2: 2e-6}[tile]
+    assert (got.double() - exp).abs().max() <= bound * exp.abs().max()
     # A channels_last input gives the same values, bit for bit.
     assert torch.equal(winograd_conv3x3(x.contiguous(memory_format=torch.channels_last),
-                                        winograd_weight(w), b), got)  # fmt: skip
+                                        u, b), got)  # fmt: skip
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -106,6 +171,27 @@ def test_a_fast_conv_shares_the_parameters_and_runs_winograd_once_given_its_weig
     assert calls == [1, 1]
 
 
+def test_a_fast_conv_chooses_its_tile_or_the_direct_convolution_by_map_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fast_conv, "MIN_CHANNELS", 1)
+    conv = nn.Conv2d(6, 5, 3, 1, 1)
+    fast = FastConv3x3.wrap(conv)
+    x = torch.randn(2, 6, 16, 16)
+    with torch.inference_mode():
+        exp = conv(x)
+        assert fast.prepare(8 * 8, enabled=True) is False  # under MIN_PIXELS: direct
+        assert fast.winograd_u is None
+        assert fast.prepare(64 * 64, enabled=False) is False  # not asked for
+        assert fast.winograd_u is None
+        for pixels, tile in ((16 * 16, 2), (32 * 32, 4), (64 * 64, 4)):
+            assert fast.prepare(pixels, enabled=True)
+            assert fast.winograd_u is not None and tile_of(fast.winograd_u) == tile
+            torch.testing.assert_close(fast(x), exp, rtol=1e-4, atol=1e-5)
+        monkeypatch.setattr(fast_conv, "MIN_CHANNELS", 8)  # narrower than that: direct
+        assert fast.prepare(64 * 64, enabled=True) is False and fast.winograd_u is None
+
+
 def small_vqvae(fast: bool) -> VQVAE:
     cfg = VQVAEConfig(
         vocab_size=16, z_channels=4, ch=16, ch_mult=(1, 2), num_res_blocks=1,
@@ -119,13 +205,17 @@ def small_vqvae(fast: bool) -> VQVAE:
 
 
 def test_the_fast_decoder_decodes_what_the_plain_one_does(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Thresholds down so that this small decoder takes every fast path.
+    # Thresholds down so that this small decoder takes every fast path (its 4² maps get 2x2
+    # tiles, its 8² ones 4x4).
     monkeypatch.setattr(fast_conv, "MIN_CHANNELS", 1)
     monkeypatch.setattr(fast_conv, "MIN_PIXELS", 1)
+    monkeypatch.setattr(fast_conv, "FOLD_MIN_PIXELS", 1)
+    monkeypatch.setattr(fast_conv, "MIN_TILES", 4)
     plain, fast = small_vqvae(False), small_vqvae(True)
     convs = [m for m in fast.decoder.modules() if isinstance(m, FastConv3x3)]
     upsamples = [m for m in fast.decoder.modules() if isinstance(m, Upsample)]
     assert len(convs) >= 5 and all(m.winograd_u is not None for m in convs)
+    assert {tile_of(m.winograd_u) for m in convs if m.winograd_u is not None} == {2, 4}
     assert upsamples and all(m.phases is not None for m in upsamples)
     assert not any(isinstance(m, FastConv3x3) for m in plain.decoder.modules())
     fhat = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(1))
@@ -146,7 +236,8 @@ def test_fast_paths_are_chosen_by_width_and_map_size() -> None:
     # At the default thresholds this decoder is too narrow for any of them.
     model = small_vqvae(True)
     assert model.fast_convs
-    assert all(m.winograd_u is None for m in model.decoder.modules() if isinstance(m, FastConv3x3))
+    convs = [m for m in model.decoder.modules() if isinstance(m, FastConv3x3)]
+    assert convs and all(m.winograd_u is None for m in convs)
     sizes = {type(m).__name__: p for m, p in model.decoder.map_sizes(16)}
     assert sizes["Upsample"] == 32 * 32  # output pixels of the one upsampler (16 -> 32)
 
