@@ -403,6 +403,17 @@ class VQVAE(nn.Module):
         # cost more than they save, so the whole decode runs channels_last when any is used.
         self.decode_channels_last = channels_last or any_fast
 
+    def replaced_weights(self) -> list[torch.Tensor]:
+        """The decoder weights that inference no longer reads since `prepare_decoder` made
+        transformed copies of them (Winograd, folded upsampling)."""
+        replaced = []
+        for module in self.decoder.modules():
+            if isinstance(module, FastConv3x3) and module.winograd_u is not None:
+                replaced.append(module.weight)
+            elif isinstance(module, Upsample) and module.phases is not None:
+                replaced.append(module.conv.weight)
+        return replaced
+
     def encode_features(self, img_B3HW: torch.Tensor) -> torch.Tensor:
         """Continuous latent f (B, Cvae, h, w) of images in [-1, 1]."""
         if self.encoder is None or self.quant_conv is None:

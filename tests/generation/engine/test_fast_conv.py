@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from generation.engine import fast_conv
+from generation.engine.checkpoint import MappedPages
 from generation.engine.config import VQVAEConfig
 from generation.engine.fast_conv import (
     FastConv3x3,
@@ -250,3 +252,34 @@ def test_from_pretrained_uses_fast_convs_for_a_float32_cpu_decoder_only(
     assert not off.vqvae.fast_convs
     bf16 = TextToImagePipeline.from_pretrained(tiny_checkpoint_dir, decoder_dtype=torch.bfloat16)
     assert not bf16.vqvae.fast_convs
+
+
+def test_from_pretrained_hands_back_the_weights_the_fast_convs_replace(
+    tiny_checkpoint_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Thresholds down so that the tiny decoder's convs and upsamplers all run fast.
+    for name in ("MIN_CHANNELS", "MIN_PIXELS", "FOLD_MIN_PIXELS"):
+        monkeypatch.setattr(fast_conv, name, 1)
+    released: list[int] = []
+    release = MappedPages.release_tensors
+
+    def counting(self: MappedPages, tensors: list[torch.Tensor]) -> int:
+        released.append(release(self, list(tensors)))
+        return released[-1]
+
+    monkeypatch.setattr(MappedPages, "release_tensors", counting)
+    pipe = TextToImagePipeline.from_pretrained(tiny_checkpoint_dir)
+    replaced = pipe.vqvae.replaced_weights()
+    fast = [m for m in pipe.vqvae.decoder.modules() if isinstance(m, FastConv3x3)]
+    ups = [m for m in pipe.vqvae.decoder.modules() if isinstance(m, Upsample)]
+    assert len(replaced) == len(fast) + len(ups) > 0
+    # All of them were mapped from the file, and their pages went back at load.
+    assert released == [len(replaced)]
+    # Read again (saving does), they come back from the file intact.
+    on_disk = load_file(str(tiny_checkpoint_dir / "vqvae.safetensors"))
+    for key, value in pipe.vqvae.state_dict().items():
+        if key.startswith("decoder."):
+            assert torch.equal(value, on_disk[key]), key
+    # Turning the fast paths off reads them again for the direct convolutions.
+    pipe.vqvae.prepare_decoder(torch.float32, channels_last=False, fast_convs=False)
+    assert pipe.vqvae.replaced_weights() == []
