@@ -138,8 +138,9 @@ def load_module(
 
     Keys for which `map_if` is true are memory-mapped instead of read when they need no
     conversion (CPU, stored dtype wanted), so only the pages a computation touches are resident:
-    meant for a token embedding (a call reads a few rows) and for weights used once per request,
-    whose pages the returned MappedPages can hand back after use. Mapped tensors are private
+    meant for a token embedding (a call reads a few rows), for weights used once per request,
+    and for weights replaced by derived copies, whose pages the returned MappedPages can hand
+    back after use. Mapped tensors are private
     copy-on-write maps of the file: for inference only (a write would be lost on release).
     """
     if not path.is_file():

@@ -93,14 +93,16 @@ BAND_TILES = 256
 # 32-64 channels) make the products too thin to pay. Winograd: at 160 channels it ran 1.48x the
 # direct convolution on a 256² map and 1.6x on 128², at 320 channels 1.9x on 64² (4x4 tiles);
 # on the Zen 3 EPYC of 2026-11-28 at 320 channels on 32² 9.8 against 15.1 ms (4x4 tiles), and
-# at 640 on 16² 9.4-11.3 against 22.6 ms (2x2 tiles; 4x4 tiles, 16 of them, 9.7-10.1).
+# at 640 on 16² 9.4-11.3 against 22.6 ms (2x2 tiles; 4x4 tiles, 16 of them, 9.7-10.1). The
+# wide layers below 64² keep 0.35 GB of transformed weights at d16 for about 0.13 s per decode
+# (from_pretrained hands back the dense weights they replace).
 MIN_CHANNELS = 128
 MIN_PIXELS = 16 * 16
 # 4x4 tiles unless they would give fewer rows than this to the channel-mixing products.
 MIN_TILES = 64
-# The folded upsampling: 1.7-1.8x the direct convolution where it is used. At 32² (the 16² ->
-# 32² upsampler, 640 channels) its phase kernels would keep 26 MB resident for about 18 ms,
-# and folding them at each call takes longer than it saves.
+# The folded upsampling: 1.7-1.8x the direct convolution where it is used; at 32² (d16's 16² ->
+# 32² upsampler, 640 channels: 26 MB of phase kernels) about 0.03 s per decode. Below, folding
+# a 3x3 kernel takes longer than the convolution it saves.
 FOLD_MIN_PIXELS = 32 * 32
 
 

@@ -181,7 +181,7 @@ class TextToImagePipeline:
         self.vqvae.prepare_decoder(self.decoder_dtype, channels_last, fast_convs)
         # Memory-mapped weights read once per request (from_pretrained sets these on the CPU):
         # each AdaLN projection's pages go back as soon as its output is memoised, the text
-        # tower's once the captions are encoded.
+        # tower's block by block as the captions are encoded.
         self.per_request_pages = MappedPages(None, [])
         self.text_pages = MappedPages(None, [])
         # On a GPU, sampling scales and decodes replay captured kernels (cuda_graphs.py).
@@ -325,7 +325,8 @@ class TextToImagePipeline:
         pipe.per_request_pages = ada_pages
         pipe.text_pages = text_pages
         # Inference reads the transformed copies of these only (0.19 GB at d16): their pages
-        # go back, and come back from the file if anything reads them (saving, training).
+        # go back, and come back from the file if anything reads them (saving, or the direct
+        # convolutions when autograd is on or the fast paths are turned off).
         decoder_pages.release_tensors(vqvae.replaced_weights())
         return pipe
 
@@ -345,8 +346,7 @@ class TextToImagePipeline:
     def release_adaln_pages(self, projection: nn.Module) -> None:
         """Hand back the mapped pages of one AdaLN projection whose output is memoised (the
         sampler's `on_memoised`). One at a time, so that at most one layer's AdaLN weights
-        (25 MB at d16) are resident on top of the rest, instead of all of them (403 MB), which
-        set the sampling's peak memory."""
+        (25 MB at d16) are resident on top of the rest, instead of all of them (403 MB)."""
         self.per_request_pages.release_tensors(projection.parameters())
 
     @torch.inference_mode()
