@@ -66,7 +66,7 @@ def ours(pipe: TextToImagePipeline, text_BD: torch.Tensor, seeds: list[int]) -> 
         text_BD,
         seeds,
         SETTINGS,
-        on_memoised=pipe.release_adaln_pages,
+        on_memoised=pipe.per_request_pages.release_module,
         graphs=pipe.graphs.for_batch(len(seeds)) if pipe.graphs is not None else None,
     )
     return out.fhat_BChw

@@ -223,6 +223,10 @@ class MappedPages:
                 count += 1
         return count
 
+    def release_module(self, module: nn.Module) -> None:
+        """release_tensors for the parameters of `module` (a callback once it has run)."""
+        self.release_tensors(module.parameters())
+
 
 def _drop_pages(mapped: mmap.mmap | None, lo: int, hi: int) -> None:
     """madvise(DONTNEED) on the whole pages inside [lo, hi): a page shared with a neighbouring

@@ -133,19 +133,12 @@ def _transforms(device: torch.device, tile: int) -> tuple[torch.Tensor, torch.Te
     return bt.to(device, torch.float32), torch.kron(at, at).to(device, torch.float32)
 
 
-@functools.cache
-def _weight_transform(device: torch.device, tile: int, dtype: torch.dtype) -> torch.Tensor:
-    """G⊗G (n², 9): the weight transform as one product with a flattened 3x3 kernel."""
-    g = winograd_matrices(tile)[1]
-    return torch.kron(g, g).to(device, dtype)
-
-
 def winograd_weight(weight_KC33: torch.Tensor, tile: int = 4) -> torch.Tensor:
     """G·w·Gᵀ for every channel pair, as (n², K, C) float32, n = tile + 2 (one float64 product
     with G⊗G, then rounded once)."""
     K, C = weight_KC33.shape[:2]
-    g_P9 = _weight_transform(weight_KC33.device, tile, torch.float64)
-    u_PX = g_P9 @ weight_KC33.double().reshape(K * C, 9).T  # X = K·C pairs
+    g = winograd_matrices(tile)[1].to(weight_KC33.device)
+    u_PX = torch.kron(g, g) @ weight_KC33.double().reshape(K * C, 9).T  # X = K·C pairs
     return u_PX.float().view(-1, K, C)
 
 

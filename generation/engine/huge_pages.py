@@ -64,15 +64,21 @@ def in_effect() -> bool:
 
 def _thp_eligible(address: int) -> bool:
     """The THPeligible flag of the mapping in /proc/self/smaps that holds `address`."""
+    return smaps_field(address, "THPeligible") == "1"
+
+
+def smaps_field(address: int, name: str) -> str | None:
+    """Field `name` (e.g. "Rss", in kB) of the mapping in /proc/self/smaps that holds
+    `address`; None where there is no such mapping or field, or no smaps."""
     try:
         lines = Path("/proc/self/smaps").read_text().splitlines()
     except OSError:
-        return False
+        return None
     inside = False
     for line in lines:
         span = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
         if span:
             inside = int(span.group(1), 16) <= address < int(span.group(2), 16)
-        elif inside and line.startswith("THPeligible:"):
-            return line.split()[1] == "1"
-    return False
+        elif inside and line.startswith(name + ":"):
+            return line.split()[1]
+    return None

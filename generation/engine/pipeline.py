@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from generation.engine.checkpoint import MappedPages, load_module, save_module, sha256_of
 from generation.engine.config import VarClipConfig
@@ -343,12 +342,6 @@ class TextToImagePipeline:
             digests[name] = save_module(module, root / name, dtype=torch.float32)
         return digests
 
-    def release_adaln_pages(self, projection: nn.Module) -> None:
-        """Hand back the mapped pages of one AdaLN projection whose output is memoised (the
-        sampler's `on_memoised`). One at a time, so that at most one layer's AdaLN weights
-        (25 MB at d16) are resident on top of the rest, instead of all of them (403 MB)."""
-        self.per_request_pages.release_tensors(projection.parameters())
-
     @torch.inference_mode()
     def encode_captions(
         self, captions: Sequence[str]
@@ -360,13 +353,8 @@ class TextToImagePipeline:
         # Each block's mapped pages go back as soon as it is done, so that at most one block's
         # weights (27 MB at CLIP-L) are resident on top of the rest instead of the whole tower's
         # (0.3 GB), which set a d16 request's peak memory; then the embedding rows and the rest.
-        pages = self.text_pages
-
-        def release_block(block: nn.Module) -> None:
-            pages.release_tensors(block.parameters())
-
-        text_BD = self.text_encoder.encode(enc.ids.to(self.device), release_block)
-        pages.release()
+        text_BD = self.text_encoder.encode(enc.ids.to(self.device), self.text_pages.release_module)
+        self.text_pages.release()
         return text_BD, enc.truncated, enc.token_counts
 
     def generate(
@@ -429,7 +417,9 @@ class TextToImagePipeline:
             settings,
             progress,
             on_scale,
-            on_memoised=self.release_adaln_pages,
+            # One projection's pages at a time, so that at most one layer's AdaLN weights (25 MB
+            # at d16) are resident on top of the rest, instead of all of them (403 MB).
+            on_memoised=self.per_request_pages.release_module,
             graphs=self.graphs.for_batch(len(seeds)) if self.graphs is not None else None,
         )
         t1 = time.perf_counter()

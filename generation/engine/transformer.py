@@ -300,14 +300,15 @@ class NextScaleTransformer(nn.Module):
         B, cfg = cond.shape[0], self.cfg
         both = torch.cat((cond, self.null_condition(B, cond.device).to(cond.dtype)), dim=0)
         cond_BC = self.condition(both)
-        ada = []
-        for blk in self.block_list:
-            ada.append(blk.modulation(cond_BC))
+
+        def memoise(module: AdaLNBlock | AdaLNHead) -> tuple[torch.Tensor, ...]:
+            out = module.modulation(cond_BC)
             if on_memoised is not None:
-                on_memoised(blk.ada_lin)
-        head_ada = self.head_nm.modulation(cond_BC)
-        if on_memoised is not None:
-            on_memoised(self.head_nm.ada_lin)
+                on_memoised(module.ada_lin)
+            return out
+
+        ada = [memoise(blk) for blk in self.block_list]
+        head_ada = memoise(self.head_nm)
         H, c = cfg.num_heads, cfg.width // cfg.num_heads
         # The last scale's keys are never read by a later scale, so no slots are kept for them.
         capacity = self.begin_ends[-1][0]

@@ -24,6 +24,7 @@ from generation.engine.checkpoint import (
 )
 from generation.engine.config import VarClipConfig
 from generation.engine.errors import CheckpointError
+from generation.engine.huge_pages import smaps_field
 from generation.engine.pipeline import SamplingSettings, TextToImagePipeline
 from generation.engine.text_encoder import ClipTextEncoder
 from generation.engine.tokenizer import default_tokenizer
@@ -120,16 +121,9 @@ def test_save_pretrained_then_from_pretrained_gives_identical_images(
 
 def resident_kib(address: int) -> int:
     """Resident KiB of this process's mapping that holds `address` (/proc/self/smaps)."""
-    inside = False
-    with open("/proc/self/smaps") as fh:
-        for line in fh:
-            head = line.split()[0]
-            if "-" in head and not head.endswith(":"):
-                lo, hi = (int(v, 16) for v in head.split("-"))
-                inside = lo <= address < hi
-            elif inside and head == "Rss:":
-                return int(line.split()[1])
-    raise AssertionError(f"no mapping holds {address:#x}")
+    rss = smaps_field(address, "Rss")
+    assert rss is not None, f"no mapping holds {address:#x}"
+    return int(rss)
 
 
 def test_released_tensors_give_their_pages_back_and_read_back_intact(tmp_path: Path) -> None:
